@@ -1,0 +1,75 @@
+"""srcflask: documents written by people, companion texts (autodocs) drafted by GPT-2.
+
+create_app() only wires: configuration, extensions, blueprints, error pages, commands.
+Nothing here touches the database, the network or the model.
+"""
+import os
+
+from flask import Flask
+
+from .config import CONFIGS, check_production
+
+
+def create_app(config=None):
+    """Build the app from a config name ("development", "testing", "production"),
+    a config class, or a mapping of overrides applied on top of the environment's class."""
+    # Only the public asset folder is served: static/src, static/mlmodels and static/data
+    # hold Python code and weights, so they must never be reachable through /static.
+    app = Flask(__name__, static_folder="static/assets", static_url_path="/static")
+
+    env_name = os.environ.get("SRCFLASK_ENV", "development")
+    if isinstance(config, str):
+        env_name, config = config, None
+    if env_name == "production":
+        check_production()
+    app.config.from_object(CONFIGS[env_name])
+    if isinstance(config, type):
+        app.config.from_object(config)
+    elif config:
+        app.config.from_mapping(config)
+    app.config["SRCFLASK_ENV"] = env_name
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app):
+    from . import models, security  # noqa: F401  (models: registers the tables for Alembic)
+    from .extensions import bootstrap, csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    bootstrap.init_app(app)
+    security.init_app(app)
+
+
+def register_blueprints(app):
+    from .admin import bp as admin_bp
+    from .auth import bp as auth_bp
+    from .editor import bp as editor_bp
+    from .main import bp as main_bp
+    from .sponsor import bp as sponsor_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(sponsor_bp, url_prefix="/sponsor")
+    app.register_blueprint(editor_bp, url_prefix="/editor")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+
+
+def register_errorhandlers(app):
+    from .errors import init_app
+
+    init_app(app)
+
+
+def register_commands(app):
+    from .cli import init_app
+
+    init_app(app)

@@ -1,0 +1,9 @@
+"""Flask commands: `flask create-admin`, `flask seed-demo`, `flask writer ...`."""
+
+
+def init_app(app):
+    from .demo import seed_demo
+    from .users import create_admin
+
+    app.cli.add_command(create_admin)
+    app.cli.add_command(seed_demo)

@@ -1,0 +1,2 @@
+import click
+seed_demo = click.Command("seed-demo")

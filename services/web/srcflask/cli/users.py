@@ -1,0 +1,2 @@
+import click
+create_admin = click.Command("create-admin")

@@ -1,0 +1,94 @@
+"""Configuration classes, read from the environment.
+
+Each class is a plain object so that create_app() can take any of them (or a mapping
+of overrides in tests). Production refuses to start without its own secrets: a
+committed default must never be able to reach a real deployment.
+"""
+import os
+from pathlib import Path
+
+WEB_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_int(name, default):
+    return int(os.environ.get(name, default))
+
+
+class BaseConfig:
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or f"sqlite:///{WEB_ROOT / 'instance' / 'srcflask.sqlite3'}"
+    # pre_ping: a PostgreSQL restart must not leave dead connections in the pool.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    DOCUMENT_BODY_MAX_CHARS = _env_int("DOCUMENT_BODY_MAX_CHARS", 20_000)
+    # The largest legitimate form is one document (body cap, 4 bytes per character at
+    # worst, plus title and fields): anything bigger is refused with 413 before parsing.
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    PAGE_SIZE = _env_int("PAGE_SIZE", 20)
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+    SIGNUP_RATE_LIMIT = os.environ.get("SIGNUP_RATE_LIMIT", "20 per hour")
+
+    BOOTSTRAP_SERVE_LOCAL = True  # the app must work offline and under CSP 'self'
+
+    WRITER_MODEL_DIR = os.environ.get("WRITER_MODEL_DIR") or str(
+        WEB_ROOT / "srcflask" / "static" / "mlmodels" / "weights" / "gpt2"
+    )
+    WRITER_MODEL_NAME = os.environ.get("WRITER_MODEL_NAME", "gpt2")
+    WRITER_CONTEXT_TOKENS = _env_int("WRITER_CONTEXT_TOKENS", 64)
+    WRITER_MAX_NEW_TOKENS = _env_int("WRITER_MAX_NEW_TOKENS", 60)
+    WRITER_THREADS = _env_int("WRITER_THREADS", 1)
+    WRITER_BATCH_SIZE = _env_int("WRITER_BATCH_SIZE", 8)
+    WRITER_LEASE_SECONDS = _env_int("WRITER_LEASE_SECONDS", 120)
+    WRITER_MAX_ATTEMPTS = _env_int("WRITER_MAX_ATTEMPTS", 3)
+    WRITER_IN_PROCESS = os.environ.get("WRITER_IN_PROCESS", "1") == "1"
+
+
+class DevelopmentConfig(BaseConfig):
+    DEBUG = True
+    # Development may run without a secret; a fresh random one per process only costs
+    # a log-in after a restart.
+    SECRET_KEY = BaseConfig.SECRET_KEY or os.urandom(32).hex()
+
+
+class TestingConfig(BaseConfig):
+    TESTING = True
+    SECRET_KEY = "testing-only-secret"
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    WRITER_IN_PROCESS = False
+    RATELIMIT_ENABLED = True
+
+
+class ProductionConfig(BaseConfig):
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+
+
+class ConfigurationError(RuntimeError):
+    """Raised when the app is asked to start with a configuration that must not run."""
+
+
+def check_production():
+    """Refuse to boot production with a missing secret or the SQLite fallback."""
+    missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
+    if missing:
+        raise ConfigurationError(
+            "Production needs its own " + " and ".join(missing)
+            + ": set them in the environment (see .env.prod); refusing to start."
+        )
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}

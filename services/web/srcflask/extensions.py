@@ -1,0 +1,32 @@
+"""Flask extensions, created unbound so that create_app() can wire them to any app.
+
+Keeping them here (and not in the factory) lets models, services and blueprints import
+them without importing the app, which is what makes the factory testable.
+"""
+from flask_bootstrap import Bootstrap5
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import MetaData
+
+# Named constraints make Alembic migrations reproducible and downgradable on both
+# PostgreSQL and SQLite (which can only drop constraints it can name).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+bootstrap = Bootstrap5()
+# Limits are declared on the views that need them (log-in, sign-up); no global default,
+# so ordinary browsing is never throttled.
+limiter = Limiter(key_func=get_remote_address)

@@ -1,0 +1,6 @@
+"""Routes that belong to no role: the front door."""
+from flask import Blueprint
+
+bp = Blueprint("main", __name__)
+
+from . import routes  # noqa: E402,F401

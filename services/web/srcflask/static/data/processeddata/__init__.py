@@ -1,0 +1,1 @@
+"""Revisions of documents and the autodocs written from them."""

@@ -1,0 +1,69 @@
+"""Revision and Autodoc: one row per save, and the writer's text for that save.
+
+The autodocs table is also the writer's queue: a row is a job. Its claim columns
+(attempt_token, lease_expires_at, worker, attempts) let several writer processes share
+one database with SELECT ... FOR UPDATE SKIP LOCKED and leases; a late write from a
+worker whose lease ran out is refused because its attempt token no longer matches.
+"""
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ....extensions import db
+from ....timestamps import Timestamp, TimestampOrNone
+
+AUTODOC_STATUSES = ("queued", "running", "done", "failed")
+
+
+class Revision(db.Model):
+    """A document exactly as one save left it."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (UniqueConstraint("document_id", "version", name="uq_revisions_document_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int]
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    saved_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    saved_at: Mapped[Timestamp]
+
+    document = relationship("Document", back_populates="revisions")
+    saved_by = relationship("User")
+    autodocs: Mapped[list["Autodoc"]] = relationship(
+        back_populates="revision", order_by="Autodoc.generation.desc()"
+    )
+
+    @property
+    def latest_autodoc(self):
+        """The newest attempt (a regenerate adds one without deleting the older text)."""
+        return self.autodocs[0] if self.autodocs else None
+
+
+class Autodoc(db.Model):
+    """The writer's text for one revision; `generation` counts regenerate attempts."""
+
+    __tablename__ = "autodocs"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        UniqueConstraint("revision_id", "generation", name="uq_autodocs_revision_generation"),
+        Index("ix_autodocs_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(server_default="1")
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    prompt: Mapped[str | None] = mapped_column(Text)
+    continuation: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    attempt_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[TimestampOrNone]
+    worker: Mapped[str | None] = mapped_column(String(200))
+    stamp: Mapped[dict | None] = mapped_column(JSON)
+    queued_at: Mapped[Timestamp]
+    started_at: Mapped[TimestampOrNone]
+    finished_at: Mapped[TimestampOrNone]
+
+    revision: Mapped[Revision] = relationship(back_populates="autodocs")

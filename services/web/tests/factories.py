@@ -1,0 +1,34 @@
+"""Factories: rows made the way the app makes them, with sensible defaults."""
+import functools
+import itertools
+
+from werkzeug.security import generate_password_hash
+
+from srcflask.extensions import db
+from srcflask.models import User
+
+DEFAULT_PASSWORD = "correct horse battery staple 42"
+_sequence = itertools.count(1)
+
+
+def make_user(role="sponsor", status="approved", email=None, name=None, password=DEFAULT_PASSWORD,
+              organization="Acme Research"):
+    """A committed user. Password hashing is the real one (scrypt)."""
+    number = next(_sequence)
+    user = User(
+        name=name or f"{role.title()} {number}",
+        email=email or f"{role}{number}@example.org",
+        role=role,
+        status=status,
+        organization=organization,
+    )
+    # scrypt costs ~50 ms a hash: hash the shared default once per test session.
+    user.password_hash = _default_hash() if password == DEFAULT_PASSWORD else generate_password_hash(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+@functools.cache
+def _default_hash():
+    return generate_password_hash(DEFAULT_PASSWORD)
