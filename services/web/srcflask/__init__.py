@@ -6,28 +6,29 @@ Nothing here touches the database, the network or the model.
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import CONFIGS, check_production
 
 
-def create_app(config=None):
-    """Build the app from a config name ("development", "testing", "production"),
-    a config class, or a mapping of overrides applied on top of the environment's class."""
+def create_app(config=None, **overrides):
+    """Build the app from a config name ("development", "testing", "production") or class
+    (default: SRCFLASK_ENV, else development); keyword overrides are applied on top."""
     # Only the public asset folder is served: static/src, static/mlmodels and static/data
     # hold Python code and weights, so they must never be reachable through /static.
     app = Flask(__name__, static_folder="static/assets", static_url_path="/static")
 
-    env_name = os.environ.get("SRCFLASK_ENV", "development")
-    if isinstance(config, str):
-        env_name, config = config, None
+    env_name = config if isinstance(config, str) else os.environ.get("SRCFLASK_ENV", "development")
     if env_name == "production":
         check_production()
     app.config.from_object(CONFIGS[env_name])
     if isinstance(config, type):
         app.config.from_object(config)
-    elif config:
-        app.config.from_mapping(config)
+    app.config.from_mapping(overrides)
     app.config["SRCFLASK_ENV"] = env_name
+    if app.config["PROXY_COUNT"]:
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     register_extensions(app)
     register_blueprints(app)
@@ -39,6 +40,7 @@ def create_app(config=None):
 def register_extensions(app):
     from . import models, security  # noqa: F401  (models: registers the tables for Alembic)
     from .extensions import bootstrap, csrf, db, limiter, login_manager, migrate
+    from .writer import writer_runtime
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
@@ -47,6 +49,7 @@ def register_extensions(app):
     limiter.init_app(app)
     bootstrap.init_app(app)
     security.init_app(app)
+    writer_runtime.init_app(app)
 
 
 def register_blueprints(app):

@@ -50,6 +50,13 @@ class BaseConfig:
     WRITER_LEASE_SECONDS = _env_int("WRITER_LEASE_SECONDS", 120)
     WRITER_MAX_ATTEMPTS = _env_int("WRITER_MAX_ATTEMPTS", 3)
     WRITER_IN_PROCESS = os.environ.get("WRITER_IN_PROCESS", "1") == "1"
+    WRITER_POLL_SECONDS = float(os.environ.get("WRITER_POLL_SECONDS", "1"))
+    WRITER_MODEL_RETRY_SECONDS = float(os.environ.get("WRITER_MODEL_RETRY_SECONDS", "15"))
+
+
+    # How many proxies (nginx) stand in front and set X-Forwarded-*: client IPs for rate
+    # limits and https URLs come from them only when this says they are trusted.
+    PROXY_COUNT = _env_int("PROXY_COUNT", 0)
 
 
 class DevelopmentConfig(BaseConfig):

@@ -47,9 +47,9 @@ def worker_id(request):
 
 @pytest.fixture(scope="session")
 def app(database_url):
-    app = create_app("testing")
-    app.config["SQLALCHEMY_DATABASE_URI"] = database_url
-    # Flask-SQLAlchemy reads the URI when the engine is first made, inside an app context.
+    # Flask-SQLAlchemy 3 makes its engine in init_app(): the URI must be given to
+    # create_app(), or every run would share TEST_DATABASE_URL's database.
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
     with app.app_context():
         upgrade()
     return app
@@ -96,6 +96,7 @@ def login_as(app, make_client):
     def login(role, status="approved", client=None, **fields):
         with app.app_context():
             user = make_user(role=role, status=status, **fields)
+            db.session.refresh(user)  # the commit expired it; load it before detaching
             db.session.expunge(user)
         browser = client or make_client()
         response = browser.post("/auth/login", {"email": user.email, "password": DEFAULT_PASSWORD})

@@ -32,3 +32,13 @@ def make_user(role="sponsor", status="approved", email=None, name=None, password
 @functools.cache
 def _default_hash():
     return generate_password_hash(DEFAULT_PASSWORD)
+
+
+def make_document(sponsor, editor, title="A document", body="Its body."):
+    """A committed document, made the way the app makes one (retention, first revision,
+    queued autodoc). `sponsor` and `editor` are users (attached or not)."""
+    from srcflask.services.documents import create_document
+
+    document = create_document(sponsor, editor.id, title, body)
+    db.session.commit()
+    return document

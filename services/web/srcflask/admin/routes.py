@@ -1,1 +1,121 @@
+"""The admin's pages: an overview, the approval queue, the user list, and the decisions
+(approve, reject, suspend, reinstate, change role), each a POST that redirects back."""
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import joinedload
+
+from ..extensions import db
+from ..models import User
+from ..security import is_safe_next
+from ..services import users
+from ..services.documents import MAX_PAGE
 from . import bp
+from .forms import DecisionForm, RoleForm, UserFilterForm
+
+
+@bp.get("/")
+def dashboard():
+    return render_template("admin/dashboard.html", counts=users.overview())
+
+
+@bp.get("/approvals")
+def approvals():
+    query = select(User).where(User.status == "pending").order_by(User.created_at, User.id)
+    page = _paginate(query)
+    if page.page > max(page.pages, 1):
+        return _last_page(page)
+    return render_template("admin/approvals.html", page=page, decision_form=DecisionForm())
+
+
+@bp.get("/users", endpoint="users")
+def user_list():
+    form = UserFilterForm(request.args)
+    form.validate()
+    query = select(User).options(joinedload(User.decided_by)).order_by(func.lower(User.name), User.id)
+    if text := form.value("q"):
+        query = query.where(or_(*(column.icontains(text, autoescape=True)
+                                  for column in (User.name, User.email, User.organization))))
+    if role := form.value("role"):
+        query = query.where(User.role == role)
+    if status := form.value("status"):
+        query = query.where(User.status == status)
+    page = _paginate(query)
+    if page.page > max(page.pages, 1):
+        return _last_page(page)
+    return render_template("admin/users.html", page=page, form=form,
+                           decision_form=DecisionForm(), role_form=RoleForm())
+
+
+def _paginate(query):
+    number = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
+    per_page = current_app.config["PAGE_SIZE"]
+    return db.paginate(query, page=number, per_page=per_page, max_per_page=per_page, error_out=False)
+
+
+def _last_page(page):
+    """A page past the end (its last row was just decided, so it left the list): go to the
+    last page that exists, with the same search and filters."""
+    return redirect(url_for(request.endpoint, **{**request.args.to_dict(), "page": max(page.pages, 1)}))
+
+
+def _back():
+    """Where a decision returns: the page it was taken on (`next`, on-site only) or the list."""
+    target = request.args.get("next", "")
+    return redirect(target if is_safe_next(target) else url_for("admin.users"))
+
+
+def _target(user_id):
+    return users.get_user_for_update(user_id) or abort(404)
+
+
+def _apply(success, change, *args, **kwargs):
+    """Run one service change as the current admin; commit and say so, or roll back and
+    say why not."""
+    try:
+        change(*args, by=current_user, **kwargs)
+    except users.DecisionRefused as refusal:
+        db.session.rollback()
+        flash(str(refusal), "danger")
+    else:
+        db.session.commit()
+        flash(success, "success")
+    return _back()
+
+
+def _decide(user_id, action, form=None):
+    user = _target(user_id)
+    if form is not None and not form.validate():
+        db.session.rollback()
+        for message in form.reason.errors:
+            flash(f"Reason: {message}", "danger")
+        return _back()
+    reason = form.reason.data if form is not None else None
+    return _apply(f"{user.name} was {users.PAST_TENSE[action]}.", users.decide, user, action, reason=reason)
+
+
+@bp.post("/users/<int:user_id>/approve")
+def approve_user(user_id):
+    return _decide(user_id, "approve")
+
+
+@bp.post("/users/<int:user_id>/reject")
+def reject_user(user_id):
+    return _decide(user_id, "reject", DecisionForm())
+
+
+@bp.post("/users/<int:user_id>/suspend")
+def suspend_user(user_id):
+    return _decide(user_id, "suspend", DecisionForm())
+
+
+@bp.post("/users/<int:user_id>/reinstate")
+def reinstate_user(user_id):
+    return _decide(user_id, "reinstate")
+
+
+@bp.post("/users/<int:user_id>/role")
+def change_role(user_id):
+    user = _target(user_id)
+    role = RoleForm().role.data
+    return _apply(f"{user.name}'s role is now {role}.", users.change_role, user, role)

@@ -1,1 +1,86 @@
+"""Sign-up, log-in, log-out and the standing page (where accounts that cannot use the
+site yet, or any more, are told why)."""
+from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from ..extensions import db, limiter
+from ..security import ENDED_STANDINGS, is_safe_next
+from ..services import users
 from . import bp
+from .forms import LoginForm, SignupForm
+
+LOGIN_FAILED = "Email or password is incorrect."
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["SIGNUP_RATE_LIMIT"], methods=["POST"])
+def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            user = users.register_user(
+                name=form.name.data, email=form.email.data, password=form.password.data,
+                role=form.role.data, organization=form.organization.data or "",
+            )
+        except users.InvalidAccount as invalid:
+            form.add_errors(invalid.errors)
+        else:
+            db.session.commit()
+            session.pop("standing", None)
+            login_user(user)
+            flash("Your account was created.", "success")
+            return redirect(url_for("auth.standing"))
+    return render_template("auth/signup.html", form=form)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = LoginForm()
+    next_url = request.args.get("next", "")
+    next_url = next_url if is_safe_next(next_url) else None
+    failed = False
+    if form.validate_on_submit():
+        user = users.authenticate(form.email.data, form.password.data)
+        if user is None:
+            failed = True
+        elif user.status in ENDED_STANDINGS:
+            # Not logged in: the standing page explains why, as it does when a session ends.
+            session["standing"] = {"status": user.status, "reason": user.decision_reason or ""}
+            return redirect(url_for("auth.standing"))
+        else:
+            session.pop("standing", None)
+            login_user(user)
+            users.record_login(user)
+            db.session.commit()
+            if not user.is_approved:
+                return redirect(url_for("auth.standing"))
+            return redirect(next_url or url_for("main.index"))
+    return render_template("auth/login.html", form=form, next_url=next_url,
+                           error=LOGIN_FAILED if failed else None)
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    session.pop("standing", None)
+    flash("You have logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/standing")
+def standing():
+    """Pending users wait for approval; rejected and suspended users (whose session has
+    ended, see security.end_session_of_blocked_user) learn why."""
+    if current_user.is_authenticated:
+        if current_user.is_approved:
+            return redirect(url_for("main.index"))
+        return render_template("auth/standing.html", status=current_user.status, reason="")
+    ended = session.get("standing")
+    if not ended:
+        return redirect(url_for("auth.login"))
+    return render_template("auth/standing.html", status=ended["status"], reason=ended["reason"])

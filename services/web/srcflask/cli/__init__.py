@@ -4,6 +4,8 @@
 def init_app(app):
     from .demo import seed_demo
     from .users import create_admin
+    from .writer import writer
 
     app.cli.add_command(create_admin)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(writer)

@@ -1,1 +1,108 @@
+"""Sponsor pages: their documents, writing and revising them, choosing their editor.
+
+Views only validate, call one service function, commit once and redirect; the rules
+(versions, revisions, autodocs, who may be an editor) live in services.documents.
+"""
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..extensions import db
+from ..services.documents import (
+    EditConflict,
+    NoChanges,
+    NotAnApprovedEditor,
+    approved_editors,
+    autodoc_counts,
+    clean_query,
+    create_document,
+    document_revisions,
+    get_document_or_404,
+    reassign_editor,
+    sponsor_documents,
+    update_document,
+)
 from . import bp
+from .forms import EditDocumentForm, NewDocumentForm, ReassignEditorForm
+
+LATEST_ON_DASHBOARD = 5
+
+
+@bp.get("/")
+def dashboard():
+    latest = sponsor_documents(current_user, per_page=LATEST_ON_DASHBOARD)
+    return render_template("sponsor/dashboard.html", latest=latest, counts=autodoc_counts(current_user))
+
+
+@bp.get("/documents", endpoint="documents")
+def document_list():
+    q = clean_query(request.args.get("q"))
+    page = sponsor_documents(current_user, q, request.args.get("page", 1, type=int))
+    return render_template("sponsor/documents.html", page=page, q=q)
+
+
+@bp.route("/documents/new", methods=["GET", "POST"])
+def new_document():
+    form = NewDocumentForm(approved_editors())
+    if form.validate_on_submit():
+        try:
+            document = create_document(current_user, form.editor.data, form.title.data, form.body.data)
+        except NotAnApprovedEditor as error:  # the editor lost their approval a moment ago
+            form.editor.errors.append(str(error))
+        else:
+            db.session.commit()
+            flash("Document saved. Its autodoc is queued.", "success")
+            return redirect(url_for(".document", document_id=document.id))
+    return render_template("sponsor/new_document.html", form=form)
+
+
+def _document_page(document, reassign_form):
+    return render_template(
+        "sponsor/document.html",
+        document=document,
+        revisions=document_revisions(document),
+        reassign_form=reassign_form,
+    )
+
+
+@bp.get("/documents/<int:document_id>")
+def document(document_id):
+    document = get_document_or_404(document_id, current_user)
+    return _document_page(document, ReassignEditorForm(approved_editors(), editor=document.retention.editor_id))
+
+
+@bp.route("/documents/<int:document_id>/edit", methods=["GET", "POST"])
+def edit_document(document_id):
+    document = get_document_or_404(document_id, current_user)
+    # Prefilled only on GET: a POST must carry its own version, never fall back to the current one.
+    form = EditDocumentForm(obj=document if request.method == "GET" else None)
+    if form.validate_on_submit():
+        try:
+            update_document(document, form.version.data, form.title.data, form.body.data, current_user)
+        except EditConflict as conflict:
+            return render_template("sponsor/edit_document.html", form=form, document=document, conflict=conflict), 409
+        except NoChanges as notice:
+            flash(str(notice), "info")
+            return redirect(url_for(".document", document_id=document.id))
+        db.session.commit()
+        flash(f"Document saved as version {document.version}. Its autodoc is queued.", "success")
+        return redirect(url_for(".document", document_id=document.id))
+    return render_template("sponsor/edit_document.html", form=form, document=document, conflict=None)
+
+
+@bp.post("/documents/<int:document_id>/editor", endpoint="reassign_editor")
+def reassign_editor_view(document_id):
+    document = get_document_or_404(document_id, current_user)
+    form = ReassignEditorForm(approved_editors())
+    if not form.validate_on_submit():
+        return _document_page(document, form)
+    try:
+        editor = reassign_editor(document, form.editor.data, current_user)
+    except NotAnApprovedEditor as error:
+        form.editor.errors.append(str(error))
+        return _document_page(document, form)
+    except NoChanges as notice:
+        flash(str(notice), "info")
+    else:
+        db.session.commit()
+        flash(f"{editor.name} is now the editor of this document.", "success")
+    return redirect(url_for(".document", document_id=document.id))

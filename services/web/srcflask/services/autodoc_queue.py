@@ -1,0 +1,176 @@
+"""The autodocs table as the writer's job queue.
+
+A queued autodoc row is a job. Writers claim jobs with SELECT ... FOR UPDATE SKIP LOCKED
+(PostgreSQL; SQLite runs one process and ignores the clause) and hold them under a lease
+that a heartbeat extends. Every claim gets a fresh attempt token, and every write back is
+a conditional UPDATE on (id, attempt_token, status='running'): a worker whose lease ran out
+and whose job was claimed again finds its token gone and its late result is refused, so
+each job is written exactly once however many processes and machines run writers.
+
+All times come from the database clock, the one clock every writer shares.
+"""
+import datetime as dt
+import statistics
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..static.data.processeddata.models import Autodoc, Revision
+
+DIED_MESSAGE = "The writer stopped {attempts} times while writing this autodoc."
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed autodoc and the revision text it must be written from."""
+
+    autodoc_id: int
+    attempt_token: str
+    title: str
+    body: str
+    queued_at: dt.datetime
+    started_at: dt.datetime
+
+
+def database_now():
+    """The database's current time, timezone-aware (SQLite gives naive UTC)."""
+    now = db.session.execute(select(func.now())).scalar_one()
+    if isinstance(now, str):
+        now = dt.datetime.fromisoformat(now)
+    return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+
+
+def claim_jobs(worker, limit, lease_seconds, max_attempts):
+    """Claim up to `limit` jobs, oldest first, for `worker`; commits and returns them.
+
+    Jobs whose lease ran out are claimed again, unless they already used up their
+    attempts: those are marked failed, so nothing stays `running` forever."""
+    now = database_now()
+    _fail_exhausted_expired_jobs(now, max_attempts)
+    claimable = or_(
+        Autodoc.status == "queued",
+        and_(Autodoc.status == "running", Autodoc.lease_expires_at < now),
+    )
+    ids = db.session.scalars(
+        select(Autodoc.id).where(claimable).order_by(Autodoc.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not ids:
+        db.session.commit()
+        return []
+    token = uuid.uuid4().hex
+    db.session.execute(
+        update(Autodoc).where(Autodoc.id.in_(ids)).values(
+            status="running", attempt_token=token, attempts=Autodoc.attempts + 1, worker=worker,
+            started_at=now, lease_expires_at=now + dt.timedelta(seconds=lease_seconds), error=None,
+        )
+    )
+    rows = db.session.execute(
+        select(Autodoc.id, Autodoc.queued_at, Revision.title, Revision.body)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .where(Autodoc.id.in_(ids)).order_by(Autodoc.id)
+    ).all()
+    db.session.commit()
+    return [Job(row.id, token, row.title, row.body, _aware(row.queued_at), now) for row in rows]
+
+
+def _fail_exhausted_expired_jobs(now, max_attempts):
+    db.session.execute(
+        update(Autodoc)
+        .where(Autodoc.status == "running", Autodoc.lease_expires_at < now, Autodoc.attempts >= max_attempts)
+        .values(status="failed", finished_at=now, lease_expires_at=None, attempt_token=None,
+                error=DIED_MESSAGE.format(attempts=max_attempts))
+    )
+
+
+def extend_leases(jobs, lease_seconds):
+    """Heartbeat: push the lease of jobs still held by this attempt; returns how many."""
+    if not jobs:
+        return 0
+    now = database_now()
+    result = db.session.execute(
+        update(Autodoc)
+        .where(Autodoc.id.in_([job.autodoc_id for job in jobs]),
+               Autodoc.attempt_token == jobs[0].attempt_token, Autodoc.status == "running")
+        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+    )
+    db.session.commit()
+    return result.rowcount
+
+
+def complete_job(job, prompt, continuation, stamp):
+    """Store the writer's text; False (nothing written) when this attempt lost its claim."""
+    result = db.session.execute(
+        _own(job).values(status="done", prompt=prompt, continuation=continuation, stamp=stamp,
+                         finished_at=func.now(), lease_expires_at=None, error=None)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def fail_job(job, reason, max_attempts):
+    """Give the job back to the queue, or mark it failed once its attempts are used up."""
+    exhausted = Autodoc.attempts >= max_attempts
+    result = db.session.execute(
+        _own(job).values(
+            status=case((exhausted, "failed"), else_="queued"),
+            finished_at=case((exhausted, func.now()), else_=None),
+            error=reason[:2000], attempt_token=None, lease_expires_at=None,
+        )
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _own(job):
+    return update(Autodoc).where(
+        Autodoc.id == job.autodoc_id, Autodoc.attempt_token == job.attempt_token, Autodoc.status == "running"
+    )
+
+
+def queue_regeneration(revision):
+    """A new attempt at the revision's autodoc; older attempts and their text are kept."""
+    latest = db.session.scalar(select(func.max(Autodoc.generation)).where(Autodoc.revision_id == revision.id))
+    autodoc = Autodoc(revision_id=revision.id, generation=(latest or 0) + 1, status="queued")
+    db.session.add(autodoc)
+    db.session.flush()
+    return autodoc
+
+
+def queue_positions(autodoc_ids):
+    """{autodoc id: 1-based place in the queue} for the queued ones among `autodoc_ids`,
+    in one query whatever their number."""
+    if not autodoc_ids:
+        return {}
+    ahead = aliased(Autodoc)
+    position = (
+        select(func.count(ahead.id)).where(ahead.status == "queued", ahead.id <= Autodoc.id)
+        .correlate(Autodoc).scalar_subquery()
+    )
+    rows = db.session.execute(
+        select(Autodoc.id, position).where(Autodoc.id.in_(autodoc_ids), Autodoc.status == "queued")
+    ).all()
+    return dict(rows)
+
+
+def recent_seconds_per_autodoc(sample=20):
+    """Median wall time of the last finished autodocs (claim to finish), or None."""
+    rows = db.session.execute(
+        select(Autodoc.started_at, Autodoc.finished_at)
+        .where(Autodoc.status == "done", Autodoc.started_at.is_not(None), Autodoc.finished_at.is_not(None))
+        .order_by(Autodoc.finished_at.desc()).limit(sample)
+    ).all()
+    durations = [(_aware(done) - _aware(started)).total_seconds() for started, done in rows]
+    return statistics.median(durations) if durations else None
+
+
+def queue_depth():
+    """{status: count} over all autodocs, one grouped query."""
+    return dict(db.session.execute(select(Autodoc.status, func.count()).group_by(Autodoc.status)).all())
+
+
+def _aware(moment):
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,295 @@
+"""Documents: creating, editing and reassigning them, and the queries their pages run.
+
+Every save writes the document, a Revision (the text exactly as saved) and a queued
+Autodoc (the writer's job for that text) in the caller's transaction, which commits once:
+a failure anywhere leaves nothing behind. Edits use optimistic locking in the UPDATE
+itself, so two saves based on the same version can never both win, whichever process
+they run in. Functions here flush, never commit.
+"""
+from flask import abort, current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Bundle, aliased, contains_eager, joinedload, selectinload
+
+from ..extensions import db
+from ..models import Autodoc, Document, Retention, Revision, User
+from ..static.data.processeddata.models import AUTODOC_STATUSES
+
+TITLE_MAX_CHARS = Document.__table__.c.title.type.length
+QUERY_MAX_CHARS = TITLE_MAX_CHARS  # a longer search could not match any title anyway
+# Past this, a page number is a typo or a probe; clamping keeps OFFSET a sane number.
+MAX_PAGE = 100_000
+QUEUED = "queued"
+
+# For each role: the retention column that ties its users to a document, the column of
+# the other party their lists show, and that party's name in the rows. Admins hold none.
+_SIDES = {
+    "sponsor": (Retention.sponsor_id, Retention.editor_id, "editor_name"),
+    "editor": (Retention.editor_id, Retention.sponsor_id, "sponsor_name"),
+}
+
+
+class DocumentError(Exception):
+    """A change the rules refuse; its message is written for the person who asked."""
+
+
+class InvalidDocument(DocumentError):
+    """The title or body breaks a rule (required, too long)."""
+
+
+class NoChanges(DocumentError):
+    """The change would leave everything as it is, so nothing is written."""
+
+
+class NotAnApprovedEditor(DocumentError):
+    """The chosen editor is not an approved editor (unknown id, other role, pending...)."""
+
+
+class EditConflict(DocumentError):
+    """Someone saved the document since the editing user loaded it.
+
+    `document` is the current, saved state, so the page can show it next to the text
+    the user submitted (which is never silently thrown away or written over theirs).
+    """
+
+    def __init__(self, document):
+        self.document = document
+        super().__init__(
+            f"This document was changed since you opened it: it is now at version {document.version}. "
+            "Your text is kept below; review the current version and save again."
+        )
+
+
+# --- Text rules, shared by the forms and the service ---------------------------------
+
+def clean_title(title):
+    """The title as stored: surrounding spaces dropped. NUL characters, which PostgreSQL
+    cannot store and no keyboard types, are removed wherever text comes in."""
+    return (title or "").replace("\x00", "").strip()
+
+
+def clean_body(body):
+    """The body as stored: browsers send line breaks as CRLF; keep one form, "\\n", so a
+    revision is exactly what was saved and lengths count what the user sees."""
+    return (body or "").replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def title_error(title):
+    """The problem with a cleaned title, or None."""
+    if not title:
+        return "Title is required."
+    if len(title) > TITLE_MAX_CHARS:
+        return f"Title is too long ({len(title):,} characters; at most {TITLE_MAX_CHARS:,})."
+    return None
+
+
+def body_error(body):
+    """The problem with a cleaned body, or None. An empty body is allowed."""
+    limit = current_app.config["DOCUMENT_BODY_MAX_CHARS"]
+    if len(body) > limit:
+        return f"Body is too long ({len(body):,} characters; at most {limit:,})."
+    return None
+
+
+def _checked_text(title, body):
+    title, body = clean_title(title), clean_body(body)
+    problem = title_error(title) or body_error(body)
+    if problem:
+        raise InvalidDocument(problem)
+    return title, body
+
+
+def clean_query(q):
+    """A search string safe to run: trimmed, without NUL, at most QUERY_MAX_CHARS long."""
+    return (q or "").replace("\x00", "").strip()[:QUERY_MAX_CHARS]
+
+
+# --- Editors ----------------------------------------------------------------------------
+
+def approved_editors():
+    """The editors a document can be given to, by name: the choices of every editor field."""
+    return db.session.scalars(
+        select(User)
+        .where(User.role == "editor", User.status == "approved")
+        .order_by(func.lower(User.name), User.id)
+    ).all()
+
+
+def _approved_editor(editor_id):
+    editor = db.session.scalar(
+        select(User).where(User.id == editor_id, User.role == "editor", User.status == "approved")
+    )
+    if editor is None:
+        raise NotAnApprovedEditor("Choose one of the approved editors.")
+    return editor
+
+
+# --- Changes ----------------------------------------------------------------------------
+
+def _queue_revision(document_id, version, title, body, saved_by):
+    """The revision a save leaves and the writer's job for it."""
+    revision = Revision(document_id=document_id, version=version, title=title, body=body, saved_by_id=saved_by.id)
+    revision.autodocs.append(Autodoc(status=QUEUED))
+    db.session.add(revision)
+    return revision
+
+
+def create_document(sponsor, editor_id, title, body):
+    """Create a document owned by `sponsor` and assigned to an approved editor, with its
+    first revision and a queued autodoc. Raises InvalidDocument or NotAnApprovedEditor
+    before writing anything."""
+    title, body = _checked_text(title, body)
+    editor = _approved_editor(editor_id)
+    document = Document(title=title, body=body, version=1)
+    document.retention = Retention(sponsor_id=sponsor.id, editor_id=editor.id)
+    db.session.add(document)
+    db.session.flush()
+    _queue_revision(document.id, document.version, title, body, sponsor)
+    db.session.flush()
+    return document
+
+
+def update_document(document, expected_version, title, body, saved_by):
+    """Save a new version of `document` based on `expected_version`, with its revision
+    and a queued autodoc.
+
+    Raises NoChanges when title and body equal the version the user started from,
+    EditConflict when the document is no longer at `expected_version` (checked by the
+    UPDATE itself: a concurrent save holds the row until it commits, after which this
+    one matches no row), InvalidDocument for bad text. Nothing is written in any of these.
+    """
+    title, body = _checked_text(title, body)
+    if document.version == expected_version and (title, body) == (document.title, document.body):
+        raise NoChanges(f"No changes to save: the title and body are the same as in version {document.version}.")
+    saved = db.session.execute(
+        update(Document)
+        .where(Document.id == document.id, Document.version == expected_version)
+        .values(title=title, body=body, version=Document.version + 1, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    # The row changed behind the ORM's back (or, on a conflict, someone else changed it):
+    # reload what is now saved.
+    db.session.refresh(document)
+    if saved.rowcount != 1:
+        raise EditConflict(document)
+    _queue_revision(document.id, document.version, title, body, saved_by)
+    db.session.flush()
+    return document
+
+
+def reassign_editor(document, editor_id, actor):
+    """Give `document` to another approved editor. Only its sponsor may do this.
+    Raises NotAnApprovedEditor, NoChanges (already that editor) or DocumentError."""
+    retention = document.retention
+    if actor.id != retention.sponsor_id:
+        raise DocumentError("Only the document's sponsor can change its editor.")
+    editor = _approved_editor(editor_id)
+    if editor.id == retention.editor_id:
+        raise NoChanges(f"{editor.name} is already this document's editor.")
+    retention.editor = editor
+    retention.assigned_at = func.now()
+    db.session.flush()
+    return editor
+
+
+# --- Reading ----------------------------------------------------------------------------
+
+def get_document_or_404(document_id, user):
+    """The document if `user` is its sponsor or its assigned editor, with its retention,
+    sponsor and editor loaded; 404 for everyone else, so that existence is not revealed."""
+    own = _SIDES.get(user.role, (None,))[0]
+    if own is None:
+        abort(404)
+    document = db.session.scalar(
+        select(Document)
+        .join(Document.retention)
+        .where(Document.id == document_id, own == user.id)
+        .options(
+            contains_eager(Document.retention).joinedload(Retention.sponsor),
+            contains_eager(Document.retention).joinedload(Retention.editor),
+        )
+    )
+    if document is None:
+        abort(404)
+    return document
+
+
+def document_revisions(document):
+    """The document's revisions, newest first, with their savers and autodocs (2 queries)."""
+    return db.session.scalars(
+        select(Revision)
+        .where(Revision.document_id == document.id)
+        .options(joinedload(Revision.saved_by), selectinload(Revision.autodocs))
+        .order_by(Revision.version.desc())
+    ).all()
+
+
+def _latest_autodoc_status():
+    """Status of the newest autodoc of the document's current revision (the revision whose
+    version is the document's), as a correlated subquery: one query for a whole page."""
+    return (
+        select(Autodoc.status)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .where(Revision.document_id == Document.id, Revision.version == Document.version)
+        .order_by(Autodoc.generation.desc())
+        .limit(1)
+        .correlate(Document)
+        .scalar_subquery()
+    )
+
+
+def _documents_of(user, q, page, per_page):
+    own, other, other_name = _SIDES[user.role]
+    person = aliased(User)
+    # A Bundle of columns (not the Document entity): a list needs neither the bodies nor
+    # one query per row, and db.paginate yields the first column of each result row.
+    row = Bundle(
+        "row",
+        Document.id,
+        Document.title,
+        Document.version,
+        Document.updated_at,
+        person.name.label(other_name),
+        _latest_autodoc_status().label("autodoc_status"),
+    )
+    stmt = (
+        select(row)
+        .select_from(Document)
+        .join(Retention, Retention.document_id == Document.id)
+        .join(person, person.id == other)
+        .where(own == user.id)
+        .order_by(Document.updated_at.desc(), Document.id.desc())
+    )
+    q = clean_query(q)
+    if q:
+        stmt = stmt.where(Document.title.icontains(q, autoescape=True))
+    per_page = per_page or current_app.config["PAGE_SIZE"]
+    page = min(max(page or 1, 1), MAX_PAGE)
+    return db.paginate(stmt, page=page, per_page=per_page, max_per_page=per_page, error_out=False, count=True)
+
+
+def sponsor_documents(sponsor, q="", page=1, per_page=None):
+    """The sponsor's documents, newest change first, optionally filtered by a title search
+    (case-insensitive): a pagination of rows with id, title, version, updated_at,
+    editor_name and autodoc_status. Three queries whatever the number of documents."""
+    return _documents_of(sponsor, q, page, per_page)
+
+
+def editor_documents(editor, q="", page=1, per_page=None):
+    """The documents assigned to the editor, like sponsor_documents but with sponsor_name."""
+    return _documents_of(editor, q, page, per_page)
+
+
+def autodoc_counts(user):
+    """How many autodocs of the user's documents (every revision's) are in each status."""
+    own = _SIDES[user.role][0]
+    counts = dict.fromkeys(AUTODOC_STATUSES, 0)
+    counts.update(
+        db.session.execute(
+            select(Autodoc.status, func.count())
+            .join(Revision, Revision.id == Autodoc.revision_id)
+            .join(Retention, Retention.document_id == Revision.document_id)
+            .where(own == user.id)
+            .group_by(Autodoc.status)
+        ).all()
+    )
+    return counts

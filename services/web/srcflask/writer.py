@@ -1,0 +1,190 @@
+"""The autodoc writer's runtime: threads inside the app process, or `flask writer run`.
+
+The model, its tokenizer and the compiled XLA programs are loaded once per process, in the
+writer thread, never at import time and never on a request. The queue itself (claims,
+leases, attempt tokens) lives in services/autodoc_queue.py; this module only runs it.
+With no model installed the writer waits and retries, so queued autodocs stay queued and
+drain once a model is put in place.
+"""
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .services import autodoc_queue
+
+log = logging.getLogger("srcflask.writer")
+
+NO_MODEL_HELP = "Install one with `flask writer fetch` (needs internet) or set WRITER_MODEL_DIR to a GPT-2 folder."
+
+
+def model_installed(model_dir):
+    """Cheap check (no loading): does the folder hold a save_pretrained GPT-2?"""
+    return (Path(model_dir) / "config.json").is_file()
+
+
+class WriterRuntime:
+    """init_app-style holder of this process's writer threads and model state."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._generate_lock = threading.Lock()
+        self._threads = []
+        self._stop = threading.Event()
+        self._autodoc_writer = None
+        self.model_error = None
+
+    def init_app(self, app):
+        app.extensions["writer"] = self
+        if app.config["WRITER_IN_PROCESS"]:
+            # Started by the first request (flask run) or gunicorn's post_worker_init,
+            # never by create_app itself: CLI commands like `flask db upgrade` stay light.
+            app.before_request(lambda: self.start(app))
+
+    @property
+    def running(self):
+        return any(thread.is_alive() for thread in self._threads)
+
+    def start(self, app, threads=None):
+        """Start the writer threads once per process (idempotent, cheap when running)."""
+        if self._threads:
+            return
+        with self._lock:
+            if self._threads:
+                return
+            self._stop.clear()
+            for number in range(threads or app.config["WRITER_THREADS"]):
+                thread = threading.Thread(target=self.run, args=(app,), name=f"writer-{number}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def stop(self, timeout=30):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def run(self, app, until_idle=False):
+        """Drain the queue until stopped; with `until_idle`, return once nothing is claimable
+        (or no model is installed) — for tests and one-shot commands."""
+        worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+        config = app.config
+        while not self._stop.is_set():
+            writer = self._load(config)
+            if writer is None:
+                if until_idle:
+                    return
+                self._stop.wait(config["WRITER_MODEL_RETRY_SECONDS"])
+                continue
+            with app.app_context():
+                jobs = autodoc_queue.claim_jobs(worker, config["WRITER_BATCH_SIZE"],
+                                                config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"])
+            if not jobs:
+                if until_idle:
+                    return
+                self._stop.wait(config["WRITER_POLL_SECONDS"])
+                continue
+            self._write(app, writer, jobs, worker)
+
+    def _load(self, config):
+        """The process's AutodocWriter, loading and compiling it on first use; None while no
+        model is installed (the reason is kept for `flask writer status` and the pages)."""
+        if self._autodoc_writer is not None:
+            return self._autodoc_writer
+        from .static.mlmodels.seedmlmodels.headmodel import ModelNotInstalled, load_model
+        from .static.src.evaluation.autodocwriter import AutodocWriter
+
+        with self._lock:
+            if self._autodoc_writer is None:
+                try:
+                    loaded = load_model(config["WRITER_MODEL_DIR"])
+                except ModelNotInstalled as error:
+                    if self.model_error != str(error):
+                        log.warning("writer waiting for a model: %s", error)
+                    self.model_error = str(error)
+                    return None
+                writer = AutodocWriter(loaded, max_new_tokens=config["WRITER_MAX_NEW_TOKENS"],
+                                       context_tokens=config["WRITER_CONTEXT_TOKENS"])
+                started = time.perf_counter()
+                writer.warm_up()
+                log.info("writer ready: model %s, compiled in %.1f s", loaded.info.get("name"),
+                         time.perf_counter() - started)
+                self.model_error = None
+                self._autodoc_writer = writer
+        return self._autodoc_writer
+
+    def _write(self, app, writer, jobs, worker):
+        from .static.src.features.doctokenization import build_prompt
+
+        config = app.config
+        prompts = [build_prompt(writer.tokenizer, job.title, job.body, config["WRITER_CONTEXT_TOKENS"])
+                   for job in jobs]
+        with app.app_context():
+            for job, prompt in zip(jobs, prompts):
+                if prompt is None:
+                    autodoc_queue.complete_job(job, "", "", self._stamp(writer, job, "", 0.0, 0, worker))
+        pending = [(job, prompt) for job, prompt in zip(jobs, prompts) if prompt is not None]
+        if not pending:
+            return
+        heartbeat = _Heartbeat(app, [job for job, _ in pending], config["WRITER_LEASE_SECONDS"])
+        started = time.perf_counter()
+        try:
+            with heartbeat, self._generate_lock:
+                continuations = writer.write([prompt for _, prompt in pending])
+        except Exception as error:  # any failure of generation: retried, then reported
+            log.exception("writer failed on autodocs %s", [job.autodoc_id for job, _ in pending])
+            with app.app_context():
+                for job, _ in pending:
+                    autodoc_queue.fail_job(job, f"{type(error).__name__}: {error}", config["WRITER_MAX_ATTEMPTS"])
+            return
+        seconds = time.perf_counter() - started
+        with app.app_context():
+            for (job, prompt), continuation in zip(pending, continuations):
+                stamp = self._stamp(writer, job, prompt.text, seconds, len(pending), worker)
+                written = autodoc_queue.complete_job(job, prompt.text, continuation.text, stamp)
+                log.info("autodoc %s %s in %.2f s (batch of %d)", job.autodoc_id,
+                         "written" if written else "refused: its lease was taken over", seconds, len(pending))
+
+    @staticmethod
+    def _stamp(writer, job, prompt_text, seconds, batch_size, worker):
+        """What it takes to reproduce and audit one autodoc."""
+        info = writer.loaded.info
+        return {
+            "model": info.get("name"),
+            "weights_sha256": info.get("weights_sha256"),
+            "settings": writer.settings,
+            "prompt_sha256": hashlib.sha256(prompt_text.encode()).hexdigest(),
+            "queued_at": job.queued_at.isoformat(),
+            "started_at": job.started_at.isoformat(),
+            "generate_seconds": round(seconds, 3),
+            "batch_size": batch_size,
+            "worker": worker,
+        }
+
+
+class _Heartbeat:
+    """Extends the jobs' lease every third of it while generation runs."""
+
+    def __init__(self, app, jobs, lease_seconds):
+        self._app, self._jobs, self._lease = app, jobs, lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="writer-heartbeat", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self):
+        while not self._stop.wait(self._lease / 3):
+            with self._app.app_context():
+                autodoc_queue.extend_leases(self._jobs, self._lease)
+
+
+writer_runtime = WriterRuntime()
