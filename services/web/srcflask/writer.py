@@ -39,10 +39,23 @@ class WriterRuntime:
 
     def init_app(self, app):
         app.extensions["writer"] = self
+        app.add_template_global(self.problem, "writer_problem")
         if app.config["WRITER_IN_PROCESS"]:
             # Started by the first request (flask run) or gunicorn's post_worker_init,
             # never by create_app itself: CLI commands like `flask db upgrade` stay light.
             app.before_request(lambda: self.start(app))
+
+    def problem(self):
+        """What keeps autodocs from being written, in words for the pages; None when the
+        writer has (or can load) a model. Cheap: a file check, no loading."""
+        from flask import current_app
+
+        model_dir = current_app.config["WRITER_MODEL_DIR"]
+        if not model_installed(model_dir):
+            return f"The writer has no model installed (looked in {model_dir}), so autodocs wait in the queue. {NO_MODEL_HELP}"
+        if self.model_error:
+            return f"The writer cannot load its model: {self.model_error}"
+        return None
 
     @property
     def running(self):

@@ -5,7 +5,7 @@ from flask_login import current_user
 from ..services.documents import (
     autodoc_counts,
     clean_query,
-    document_revisions,
+    document_history,
     editor_documents,
     get_document_or_404,
 )
@@ -30,4 +30,5 @@ def document_list():
 @bp.get("/documents/<int:document_id>")
 def document(document_id):
     document = get_document_or_404(document_id, current_user)
-    return render_template("editor/document.html", document=document, revisions=document_revisions(document))
+    revisions, progress = document_history(document)
+    return render_template("editor/document.html", document=document, revisions=revisions, progress=progress)

@@ -10,6 +10,7 @@ each job is written exactly once however many processes and machines run writers
 All times come from the database clock, the one clock every writer shares.
 """
 import datetime as dt
+import math
 import statistics
 import uuid
 from dataclasses import dataclass
@@ -131,10 +132,19 @@ def _own(job):
     )
 
 
+class AlreadyQueued(Exception):
+    """A regenerate asked for while the revision's newest autodoc is still waiting or being written."""
+
+
 def queue_regeneration(revision):
     """A new attempt at the revision's autodoc; older attempts and their text are kept."""
-    latest = db.session.scalar(select(func.max(Autodoc.generation)).where(Autodoc.revision_id == revision.id))
-    autodoc = Autodoc(revision_id=revision.id, generation=(latest or 0) + 1, status="queued")
+    latest = db.session.execute(
+        select(Autodoc.generation, Autodoc.status).where(Autodoc.revision_id == revision.id)
+        .order_by(Autodoc.generation.desc()).limit(1)
+    ).first()
+    if latest and latest.status in ("queued", "running"):
+        raise AlreadyQueued("This version's autodoc is already waiting for the writer.")
+    autodoc = Autodoc(revision_id=revision.id, generation=(latest.generation if latest else 0) + 1, status="queued")
     db.session.add(autodoc)
     db.session.flush()
     return autodoc
@@ -154,6 +164,29 @@ def queue_positions(autodoc_ids):
         select(Autodoc.id, position).where(Autodoc.id.in_(autodoc_ids), Autodoc.status == "queued")
     ).all()
     return dict(rows)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a queued autodoc stands: its place in the queue and, once the writer has a
+    track record, the expected wait in seconds."""
+
+    position: int
+    eta_seconds: float | None
+
+
+def progress_of(autodocs, batch_size):
+    """{autodoc id: Progress} for the queued ones among `autodocs`: two queries in all.
+    The writer takes `batch_size` jobs per generate call, so the wait is the number of
+    batches ahead times the recent time of one batch."""
+    positions = queue_positions([autodoc.id for autodoc in autodocs if autodoc.status == "queued"])
+    if not positions:
+        return {}
+    seconds = recent_seconds_per_autodoc()
+    return {
+        autodoc_id: Progress(position, None if seconds is None else math.ceil(position / batch_size) * seconds)
+        for autodoc_id, position in positions.items()
+    }
 
 
 def recent_seconds_per_autodoc(sample=20):

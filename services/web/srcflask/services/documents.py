@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Bundle, aliased, contains_eager, joinedload, selectinload
 
 from ..extensions import db
+from .autodoc_queue import progress_of
 from ..models import Autodoc, Document, Retention, Revision, User
 from ..static.data.processeddata.models import AUTODOC_STATUSES
 
@@ -213,6 +214,17 @@ def get_document_or_404(document_id, user):
     return document
 
 
+def get_autodoc_or_404(autodoc_id, user):
+    """An autodoc with its revision, for the document's sponsor and editor and for admins;
+    404 for everyone else, as for the document itself."""
+    autodoc = db.session.get(Autodoc, autodoc_id, options=[joinedload(Autodoc.revision)])
+    if autodoc is None:
+        abort(404)
+    if user.role != "admin":
+        get_document_or_404(autodoc.revision.document_id, user)
+    return autodoc
+
+
 def document_revisions(document):
     """The document's revisions, newest first, with their savers and autodocs (2 queries)."""
     return db.session.scalars(
@@ -223,11 +235,19 @@ def document_revisions(document):
     ).all()
 
 
-def _latest_autodoc_status():
-    """Status of the newest autodoc of the document's current revision (the revision whose
+def document_history(document):
+    """The revisions (as document_revisions) and {autodoc id: Progress} for the queued
+    autodocs among them: what a document page shows, in four queries."""
+    revisions = document_revisions(document)
+    autodocs = [autodoc for revision in revisions for autodoc in revision.autodocs]
+    return revisions, progress_of(autodocs, current_app.config["WRITER_BATCH_SIZE"])
+
+
+def _latest_autodoc(column):
+    """`column` of the newest autodoc of the document's current revision (the revision whose
     version is the document's), as a correlated subquery: one query for a whole page."""
     return (
-        select(Autodoc.status)
+        select(column)
         .join(Revision, Revision.id == Autodoc.revision_id)
         .where(Revision.document_id == Document.id, Revision.version == Document.version)
         .order_by(Autodoc.generation.desc())
@@ -249,7 +269,8 @@ def _documents_of(user, q, page, per_page):
         Document.version,
         Document.updated_at,
         person.name.label(other_name),
-        _latest_autodoc_status().label("autodoc_status"),
+        _latest_autodoc(Autodoc.status).label("autodoc_status"),
+        _latest_autodoc(Autodoc.id).label("autodoc_id"),
     )
     stmt = (
         select(row)

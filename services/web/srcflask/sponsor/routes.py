@@ -7,15 +7,17 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..extensions import db
+from ..services.autodoc_queue import AlreadyQueued, queue_regeneration
 from ..services.documents import (
     EditConflict,
     NoChanges,
     NotAnApprovedEditor,
     approved_editors,
     autodoc_counts,
+    get_autodoc_or_404,
     clean_query,
     create_document,
-    document_revisions,
+    document_history,
     get_document_or_404,
     reassign_editor,
     sponsor_documents,
@@ -56,11 +58,9 @@ def new_document():
 
 
 def _document_page(document, reassign_form):
+    revisions, progress = document_history(document)
     return render_template(
-        "sponsor/document.html",
-        document=document,
-        revisions=document_revisions(document),
-        reassign_form=reassign_form,
+        "sponsor/document.html", document=document, revisions=revisions, progress=progress, reassign_form=reassign_form
     )
 
 
@@ -106,3 +106,17 @@ def reassign_editor_view(document_id):
         db.session.commit()
         flash(f"{editor.name} is now the editor of this document.", "success")
     return redirect(url_for(".document", document_id=document.id))
+
+
+@bp.post("/autodocs/<int:autodoc_id>/regenerate")
+def regenerate_autodoc(autodoc_id):
+    """Queue a new attempt at this autodoc's revision; the older text stays on the page."""
+    autodoc = get_autodoc_or_404(autodoc_id, current_user)
+    try:
+        queue_regeneration(autodoc.revision)
+    except AlreadyQueued as notice:
+        flash(str(notice), "info")
+    else:
+        db.session.commit()
+        flash(f"A new autodoc for version {autodoc.revision.version} is queued.", "success")
+    return redirect(url_for(".document", document_id=autodoc.revision.document_id) + f"#revision-{autodoc.revision.version}")
