@@ -27,7 +27,8 @@ def render_error(error):
         error = InternalServerError()
     message = CSRF_MESSAGE if isinstance(error, CSRFError) else MESSAGES.get(error.code, error.description)
     response = render_template("errors/error.html", code=error.code, title=error.name, message=message)
-    headers = {}
+    # A 405 must say which methods the URL takes (RFC 9110); the page replaces werkzeug's.
+    headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}
     if error.code == 429 and getattr(error, "retry_after", None):
         headers["Retry-After"] = str(error.retry_after)
     return response, error.code, headers

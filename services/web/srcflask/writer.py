@@ -31,7 +31,6 @@ class WriterRuntime:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._generate_lock = threading.Lock()
         self._threads = []
         self._stop = threading.Event()
         self._autodoc_writer = None
@@ -145,7 +144,7 @@ class WriterRuntime:
         heartbeat = _Heartbeat(app, [job for job, _ in pending], config["WRITER_LEASE_SECONDS"])
         started = time.perf_counter()
         try:
-            with heartbeat, self._generate_lock:
+            with heartbeat:
                 continuations = writer.write([prompt for _, prompt in pending])
         except Exception as error:  # any failure of generation: retried, then reported
             log.exception("writer failed on autodocs %s", [job.autodoc_id for job, _ in pending])
