@@ -79,7 +79,7 @@ def test_status_endpoint_is_only_for_the_people_on_the_document(app, login_as, m
     assert other_sponsor.get(url).status_code == 404
     assert unassigned_editor.get(url).status_code == 404
     assert admin.get(url).status_code == 200
-    assert make_client().get(url).status_code == 302
+    assert make_client().get(url).status_code == 401
     assert other_sponsor.get("/autodocs/999999/status").status_code == 404
 
 
@@ -129,3 +129,24 @@ def test_list_rows_poll_their_latest_autodoc(sponsor_client, document):
     browser, _ = sponsor_client
     page = browser.get("/sponsor/documents").get_data(as_text=True)
     assert f'data-autodoc-poll="/autodocs/{document["autodoc_id"]}/status" data-autodoc-part="badge"' in page
+
+
+def test_admin_sees_failed_autodocs_and_can_regenerate_them(app, login_as, document):
+    with app.app_context():
+        for _ in range(3):
+            for job in autodoc_queue.claim_jobs("test", 100, 60, 3):
+                autodoc_queue.fail_job(job, "RuntimeError: disk full", 3)
+    admin, _ = login_as("admin")
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert page.count("RuntimeError: disk full") == 2 and "Mine" in page
+    response = admin.post(f"/admin/autodocs/{document['autodoc_id']}/regenerate")
+    assert response.headers["Location"] == "/admin/"
+    page = admin.follow(response).get_data(as_text=True)
+    assert "is queued" in page and page.count("RuntimeError: disk full") == 1  # replaced by the new attempt
+    with app.app_context():
+        rows = db.session.execute(select(Autodoc.generation, Autodoc.status)
+                                  .where(Autodoc.id >= document["autodoc_id"]).order_by(Autodoc.id)).all()
+    assert [tuple(row) for row in rows] == [(1, "failed"), (2, "queued")]
+    assert admin.post("/admin/autodocs/999999/regenerate").status_code == 404
+    sponsor, _ = login_as("sponsor")
+    assert sponsor.post(f"/admin/autodocs/{document['autodoc_id']}/regenerate").status_code == 403

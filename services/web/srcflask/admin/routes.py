@@ -6,9 +6,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import User
+from ..models import Autodoc, User
 from ..security import is_safe_next
-from ..services import users
+from ..services import autodoc_queue, users
 from ..services.documents import MAX_PAGE
 from . import bp
 from .forms import DecisionForm, RoleForm, UserFilterForm
@@ -16,7 +16,22 @@ from .forms import DecisionForm, RoleForm, UserFilterForm
 
 @bp.get("/")
 def dashboard():
-    return render_template("admin/dashboard.html", counts=users.overview())
+    return render_template("admin/dashboard.html", counts=users.overview(), failures=autodoc_queue.recent_failures(),
+                           seconds_per_autodoc=autodoc_queue.recent_seconds_per_autodoc())
+
+
+@bp.post("/autodocs/<int:autodoc_id>/regenerate")
+def regenerate_autodoc(autodoc_id):
+    """Queue a new attempt at a failed (or any) autodoc's revision; older text is kept."""
+    autodoc = db.session.get(Autodoc, autodoc_id) or abort(404)
+    try:
+        autodoc_queue.queue_regeneration(autodoc.revision)
+    except autodoc_queue.AlreadyQueued as notice:
+        flash(str(notice), "info")
+    else:
+        db.session.commit()
+        flash(f"A new autodoc for autodoc #{autodoc.id}'s revision is queued.", "success")
+    return redirect(url_for(".dashboard"))
 
 
 @bp.get("/approvals")

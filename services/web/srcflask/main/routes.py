@@ -1,5 +1,5 @@
 from flask import current_app, get_template_attribute, jsonify, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 
 from ..services.autodoc_queue import progress_of
 from ..services.documents import get_autodoc_or_404
@@ -19,10 +19,12 @@ def index():
 
 
 @bp.get("/autodocs/<int:autodoc_id>/status")
-@login_required
 def autodoc_status(autodoc_id):
     """The live state of one autodoc for the pages' polling script: status, place in the
-    queue, expected wait, and its HTML rendered by the same macros as the page itself."""
+    queue, expected wait, and its HTML rendered by the same macros as the page itself.
+    A script cannot follow a log-in redirect, so refusals are JSON too."""
+    if not current_user.is_authenticated:
+        return jsonify(error="Log in to see this autodoc."), 401
     if not current_user.is_approved:
         return jsonify(error="Your account is not approved."), 403
     autodoc = get_autodoc_or_404(autodoc_id, current_user)

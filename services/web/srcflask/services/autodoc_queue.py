@@ -19,6 +19,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
+from ..models import Document
 from ..static.data.processeddata.models import Autodoc, Revision
 
 DIED_MESSAGE = "The writer stopped {attempts} times while writing this autodoc."
@@ -198,6 +199,21 @@ def recent_seconds_per_autodoc(sample=20):
     ).all()
     durations = [(_aware(done) - _aware(started)).total_seconds() for started, done in rows]
     return statistics.median(durations) if durations else None
+
+
+def recent_failures(limit=10):
+    """The newest failed autodocs that no later attempt has replaced, with their document's
+    title and revision version, for the admin's watch over the writer (one query)."""
+    newer = aliased(Autodoc)
+    replaced = select(newer.id).where(newer.revision_id == Autodoc.revision_id, newer.generation > Autodoc.generation)
+    return db.session.execute(
+        select(Autodoc.id, Autodoc.error, Autodoc.finished_at, Revision.version, Document.id.label("document_id"),
+               Document.title)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Document, Document.id == Revision.document_id)
+        .where(Autodoc.status == "failed", ~replaced.exists())
+        .order_by(Autodoc.finished_at.desc(), Autodoc.id.desc()).limit(limit)
+    ).all()
 
 
 def queue_depth():

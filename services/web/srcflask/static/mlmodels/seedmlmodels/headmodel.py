@@ -1,0 +1,217 @@
+"""Loading and fetching the writer's GPT-2 (TFGPT2LMHeadModel and its tokenizer).
+
+The model is loaded from a local folder in save_pretrained layout, once per process: TensorFlow takes
+seconds to import and the weights about 2 GB of RAM, so a second load would be pure waste. Nothing
+heavy happens at import time; tensorflow and transformers are imported inside the functions.
+`fetch_model` is the only code that talks to the Hugging Face hub (`flask writer fetch`).
+"""
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TF_WEIGHTS = "tf_model.h5"
+PT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# What the writer needs and nothing else: the hub's gpt2 repository also holds PyTorch, Flax,
+# ONNX, Rust and Core ML weights, several GB the app would never read.
+FETCH_FILES = ("config.json", "generation_config.json", TF_WEIGHTS, *TOKENIZER_FILES)
+FETCH_HELP = "`flask writer fetch` installs one"
+
+
+class ModelNotInstalled(Exception):
+    """The model folder is missing or lacks the files a GPT-2 needs."""
+
+
+class ModelFetchFailed(Exception):
+    """The model could not be downloaded; the message says why, without a traceback."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The tokenizer, the TF model and what identifies them (for the autodoc's reproducibility stamp)."""
+
+    tokenizer: object
+    model: object
+    info: dict = field(default_factory=dict)
+
+
+_cache = {}
+_cache_lock = threading.Lock()
+
+
+def load_model(model_dir, *, intra_op_threads=None, inter_op_threads=None):
+    """The model in `model_dir`, loaded on the first call in this process and cached by folder.
+
+    `intra_op_threads`/`inter_op_threads` set TensorFlow's thread pools (None keeps TF's default of
+    one thread per core). They are process-wide and only take effect before TensorFlow's runtime
+    starts, i.e. on the first load; the web app shares the machine's cores with the writer, so a
+    deployment can leave one core to the requests. Raises ModelNotInstalled when the folder is
+    missing or incomplete.
+    """
+    key = str(Path(model_dir).resolve())
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _load(Path(key), intra_op_threads, inter_op_threads)
+        return _cache[key]
+
+
+def _load(path, intra_op_threads, inter_op_threads):
+    weights = _check_folder(path)
+    started = time.perf_counter()
+    import tensorflow as tf
+    from transformers import GPT2Tokenizer, GPT2TokenizerFast, TFGPT2LMHeadModel
+
+    _configure_threads(tf, intra_op_threads, inter_op_threads)
+    try:
+        tokenizer = GPT2TokenizerFast.from_pretrained(path)
+    except (OSError, ValueError) as error:  # e.g. no tokenizer.json and no `tokenizers` conversion
+        log.warning("fast tokenizer unavailable in %s (%s); using GPT2Tokenizer", path, error)
+        tokenizer = GPT2Tokenizer.from_pretrained(path)
+    from_pt = weights[0].name != TF_WEIGHTS
+    model = TFGPT2LMHeadModel.from_pretrained(path, from_pt=from_pt)
+    load_seconds = time.perf_counter() - started
+    info = {
+        "name": _model_name(model.config, path),
+        "path": str(path),
+        "weights": [weights_file.name for weights_file in weights],
+        "weights_sha256": _sha256(weights),
+        "load_seconds": round(load_seconds, 2),
+        "tf_threads": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
+    }
+    log.info("loaded GPT-2 %s from %s in %.1f s", info["name"], path, load_seconds)
+    return LoadedModel(tokenizer=tokenizer, model=model, info=info)
+
+
+def _model_name(config, path):
+    """The hub name when the config carries one, else the folder's name (`gpt2` for the default folder)."""
+    name = config._name_or_path
+    return name if name and not Path(name).exists() else path.name
+
+
+def _check_folder(path):
+    """The weights file(s) to load; ModelNotInstalled naming what is missing otherwise."""
+    if not path.is_dir():
+        raise ModelNotInstalled(f"No GPT-2 model folder at {path}; {FETCH_HELP}.")
+    missing = [name for name in ("config.json",) if not (path / name).is_file()]
+    if not ((path / "tokenizer.json").is_file() or all((path / name).is_file() for name in TOKENIZER_FILES[:2])):
+        missing.append("tokenizer.json or vocab.json + merges.txt")
+    weights = [path / TF_WEIGHTS] if (path / TF_WEIGHTS).is_file() else [path / name for name in PT_WEIGHTS
+                                                                       if (path / name).is_file()][:1]
+    if not weights:
+        missing.append(f"{TF_WEIGHTS} (or PyTorch weights with torch installed)")
+    if missing:
+        raise ModelNotInstalled(f"The GPT-2 model folder {path} is incomplete (missing {', '.join(missing)}); "
+                                f"{FETCH_HELP}.")
+    if weights[0].name != TF_WEIGHTS:
+        try:
+            import torch  # noqa: F401  (only needed by transformers' PyTorch-to-TF conversion)
+        except ImportError:
+            raise ModelNotInstalled(
+                f"{path} holds only PyTorch weights ({weights[0].name}) and torch is not installed to convert "
+                f"them; {FETCH_HELP} with TF weights ({TF_WEIGHTS})."
+            ) from None
+    return weights
+
+
+def _configure_threads(tf, intra_op_threads, inter_op_threads):
+    """Apply the thread settings if TensorFlow's runtime has not started yet; warn when too late."""
+    wanted = {"intra": intra_op_threads, "inter": inter_op_threads}
+    setters = {"intra": tf.config.threading.set_intra_op_parallelism_threads,
+               "inter": tf.config.threading.set_inter_op_parallelism_threads}
+    for kind, threads in wanted.items():
+        if threads is None:
+            continue
+        try:
+            setters[kind](threads)
+        except RuntimeError:  # the runtime is already initialised (an earlier load in this process)
+            log.warning("TensorFlow already started: %s-op threads stay as they are", kind)
+
+
+def _sha256(files):
+    """sha256 over the weights file(s), computed once per load (the files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    for weights_file in files:
+        with open(weights_file, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hub_reachable(timeout=3):
+    """True when the Hugging Face hub answers within `timeout` seconds (for the quick start)."""
+    import requests
+    from huggingface_hub.constants import ENDPOINT
+
+    try:
+        requests.head(ENDPOINT, timeout=timeout, allow_redirects=False)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def fetch_model(model_name, target_dir, progress=True):
+    """Download `model_name` from the hub into `target_dir` (TF weights, config and tokenizer only).
+
+    The files go to a temporary folder next to the target and are moved into place only when all
+    arrived, so a broken download never leaves a half-installed model that load_model would try to
+    read. Any network or hub error raises ModelFetchFailed with a short message. huggingface_hub
+    draws its own tqdm progress bars unless `progress` is False.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    target = Path(target_dir).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-fetch-", dir=target.parent))
+    if not progress:
+        disable_progress_bars()
+    try:
+        snapshot_download(repo_id=model_name, local_dir=staging, allow_patterns=list(FETCH_FILES))
+        _check_folder(staging)
+        shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's download metadata
+        _replace_folder(staging, target)
+    except ModelNotInstalled as error:
+        raise ModelFetchFailed(f"{model_name} on the hub lacks files the writer needs: {error}") from None
+    except Exception as error:  # requests, huggingface_hub and OS errors alike: report, never a traceback
+        raise ModelFetchFailed(_fetch_error_message(model_name, error)) from None
+    finally:
+        if not progress:
+            enable_progress_bars()
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _replace_folder(new, target):
+    """Put `new` at `target`; an existing model is swapped out, then removed."""
+    if target.exists():
+        old = target.with_name(f".{target.name}-old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def _fetch_error_message(model_name, error):
+    from huggingface_hub.constants import ENDPOINT
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return f"Could not fetch {model_name}: the model is gated and needs a Hugging Face token."
+    if isinstance(error, RepositoryNotFoundError):
+        return f"Could not fetch {model_name}: no such model on the Hugging Face hub."
+    if isinstance(error, LocalEntryNotFoundError) or not hub_reachable():
+        return (f"Could not fetch {model_name}: the Hugging Face hub ({ENDPOINT}) cannot be reached "
+                "(offline, blocked by a proxy or HF_HUB_OFFLINE is set).")
+    return f"Could not fetch {model_name}: {type(error).__name__}: {error}"

@@ -1,0 +1,328 @@
+"""The autodoc writer: GPT-2 beam search compiled with XLA, fed in fixed-shape batches.
+
+The search is the one transformers' TF `generate` runs for num_beams=5, no_repeat_ngram_size=4,
+early_stopping=True (a port of `TFGenerationMixin.beam_search`, step for step), and the tests check
+that it writes the same tokens as eager `generate` on the same prompt. It differs only in how the
+work is laid out, which is where the time goes on a 2-core CPU:
+
+* It is one XLA program per batch size. Prompts are left-padded to `context_tokens` and batches are
+  padded up to one of `batch_sizes`, so the program is compiled once per size (warm_up) and reused.
+  An attention mask hides the padding and positions are counted over real tokens only, as in
+  `generate` with left padding.
+* The prompt is run once per document, not once per beam: all beams share its keys and values.
+  `generate` repeats the prompt num_beams times and copies the whole cache on every step.
+* The cache of generated tokens is never copied. Each step writes its keys/values in place into a
+  fixed slot (beam k of step s), and every beam keeps the list of slots that hold its ancestors;
+  when beams are reselected only that small list is reordered (`generate` gathers the whole cache
+  every step). Attention picks a beam's slots with a 0/1 one-hot product, which is exact.
+* transformers' n-gram ban cannot run under XLA; ngramban.py is the same rule in tensor form.
+
+The model's own layers (embeddings, layer norms, projections, MLPs, and the whole transformer for the
+prompt) do the arithmetic in float32; only the attention of the decoding steps is written here, to
+read the shared prompt cache.
+"""
+import threading
+from dataclasses import dataclass
+
+from .ngramban import ban_repeated_ngrams
+
+# transformers' beam search marks impossible scores with -1e9 (not -inf) and relies on it.
+_NEG = -1.0e9
+
+# Generation-config options that would make eager `generate` do something this search does not.
+_UNSUPPORTED = {
+    "repetition_penalty": (None, 1.0),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "bad_words_ids": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_decoder_ids": (None,),
+}
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """What the model wrote after a prompt: the text and its token ids (end-of-text not included)."""
+
+    text: str
+    token_ids: tuple
+
+
+class AutodocWriter:
+    """Writes continuations for batches of prompts with one loaded GPT-2.
+
+    Calls to `write` and `warm_up` are serialised by a lock: the compiled programs and TensorFlow's
+    thread pools are meant for one writer thread at a time, and parallel calls would only fight over
+    the same cores.
+    """
+
+    def __init__(self, loaded_model, max_new_tokens=60, context_tokens=64, num_beams=5,
+                 no_repeat_ngram_size=4, batch_sizes=(1, 4, 8)):
+        import tensorflow as tf
+
+        model = loaded_model.model
+        config, generation = model.config, model.generation_config
+        if context_tokens + max_new_tokens > config.n_positions:
+            raise ValueError(f"context_tokens + max_new_tokens ({context_tokens} + {max_new_tokens}) exceeds "
+                             f"the model's {config.n_positions} positions")
+        if num_beams < 2 or no_repeat_ngram_size < 1 or max_new_tokens < 1 or not batch_sizes:
+            raise ValueError("num_beams >= 2, no_repeat_ngram_size >= 1, max_new_tokens >= 1 and a batch size needed")
+        unsupported = [name for name, neutral in _UNSUPPORTED.items() if getattr(generation, name, None) not in neutral]
+        if unsupported:
+            raise ValueError(f"the model's generation config sets {', '.join(unsupported)}, which this writer "
+                             "does not reproduce")
+        eos = generation.eos_token_id
+        self._eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        self.loaded = loaded_model
+        self.tokenizer = loaded_model.tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.context_tokens = context_tokens
+        self.num_beams = num_beams
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.batch_sizes = tuple(sorted(set(batch_sizes)))
+        self._length_penalty = float(generation.length_penalty)
+        self._pad_id = self._eos_ids[0]
+        self.settings = {
+            "num_beams": num_beams,
+            "no_repeat_ngram_size": no_repeat_ngram_size,
+            "early_stopping": True,
+            "length_penalty": self._length_penalty,
+            "do_sample": False,
+            "max_new_tokens": max_new_tokens,
+            "context_tokens": context_tokens,
+            "dtype": "float32",
+            "backend": "tf-xla",
+        }
+        self._tf = tf
+        self._lock = threading.Lock()
+        # One trace and one XLA compilation per input shape, i.e. per batch size.
+        self._search = tf.function(self._beam_search, jit_compile=True)
+
+    def warm_up(self):
+        """Compile the program for every batch size now (seconds each), not on the first real batch."""
+        with self._lock:
+            for size in self.batch_sizes:
+                ids, mask = self._pad([(self._pad_id,)] * size, size)
+                self._search(ids, mask).numpy()
+
+    def write(self, prompts):
+        """One Continuation per prompt, in order. Prompts are Prompt objects (see doctokenization)."""
+        token_lists = [tuple(prompt.token_ids) for prompt in prompts]
+        for token_ids in token_lists:
+            if not 1 <= len(token_ids) <= self.context_tokens:
+                raise ValueError(f"a prompt must have 1 to {self.context_tokens} tokens, not {len(token_ids)}")
+        results = []
+        with self._lock:
+            for begin in range(0, len(token_lists), self.batch_sizes[-1]):
+                chunk = token_lists[begin:begin + self.batch_sizes[-1]]
+                size = next(size for size in self.batch_sizes if size >= len(chunk))
+                generated = self._search(*self._pad(chunk, size)).numpy()
+                results.extend(self._continuation(row) for row in generated[:len(chunk)])
+        return results
+
+    def _pad(self, chunk, size):
+        """Left-pad every prompt to context_tokens and the batch to `size` rows (copies of the first
+        prompt: they finish with it, so they never lengthen the loop)."""
+        import numpy as np
+
+        rows = list(chunk) + [chunk[0]] * (size - len(chunk))
+        ids = np.full((size, self.context_tokens), self._pad_id, dtype=np.int32)
+        mask = np.zeros((size, self.context_tokens), dtype=np.int32)
+        for row, token_ids in enumerate(rows):
+            ids[row, self.context_tokens - len(token_ids):] = token_ids
+            mask[row, self.context_tokens - len(token_ids):] = 1
+        return self._tf.constant(ids), self._tf.constant(mask)
+
+    def _continuation(self, generated):
+        """The tokens before the first end-of-text (the rest is padding), and their text."""
+        token_ids = []
+        for token in generated.tolist():
+            if token in self._eos_ids:
+                break
+            token_ids.append(token)
+        return Continuation(text=self.tokenizer.decode(token_ids, clean_up_tokenization_spaces=False),
+                            token_ids=tuple(token_ids))
+
+    # Everything below runs inside the compiled program.
+
+    def _beam_search(self, input_ids, attention_mask):
+        """(batch, context) left-padded prompts -> (batch, max_new_tokens) best continuations, padded
+        with end-of-text. Mirrors TFGenerationMixin.beam_search with early_stopping=True."""
+        tf = self._tf
+        transformer = self.loaded.model.transformer
+        batch, prompt_len = input_ids.shape
+        beams, new_tokens = self.num_beams, self.max_new_tokens
+        total_len = prompt_len + new_tokens
+        real_len = tf.reduce_sum(attention_mask, axis=1)
+        ban_start = tf.repeat(prompt_len - real_len, beams)  # first real token of each (batch*beam) row
+
+        # The prompt, once per document, through the model's own transformer.
+        prompt_out = transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                 position_ids=tf.math.cumsum(attention_mask, axis=-1, exclusive=True),
+                                 use_cache=True, training=False)
+        prompt_cache = prompt_out.past_key_values  # per layer: (2, batch, heads, prompt_len, head_dim)
+        prompt_bias = tf.cast(1 - attention_mask, tf.float32)[:, None, None, :] * _NEG
+        first_log_probs = tf.nn.log_softmax(self._logits(prompt_out.last_hidden_state[:, -1]))
+
+        heads = self.loaded.model.config.n_head
+        head_dim = self.loaded.model.config.n_embd // heads
+        # Per layer, keys and values of the generated tokens: (batch, heads, slot, step, head_dim).
+        empty = tf.zeros((batch, heads, beams, new_tokens, head_dim))
+        state = {
+            "generated": tf.constant(0),
+            "running": tf.concat([tf.repeat(input_ids[:, None, :], beams, axis=1),
+                                  tf.fill((batch, beams, new_tokens), self._pad_id)], axis=-1),
+            "running_scores": tf.tile(tf.constant([[0.0] + [_NEG] * (beams - 1)]), [batch, 1]),
+            "sequences": tf.fill((batch, beams, total_len), self._pad_id),
+            "scores": tf.fill((batch, beams), _NEG),
+            "finished": tf.zeros((batch, beams), tf.bool),
+            "cache": [(empty, empty) for _ in transformer.h],
+            # ancestry[b, k, s]: the cache slot holding the keys/values of beam k's token at step s.
+            "ancestry": tf.zeros((batch, beams, new_tokens), tf.int32),
+        }
+        state = self._select(state, tf.repeat(first_log_probs[:, None, :], beams, axis=1), ban_start, prompt_len)
+
+        def keep_going(state):
+            # TF beam_search's stopping test, with early_stopping=True.
+            best_running = state["running_scores"][:, :1] / (
+                tf.cast(state["generated"], tf.float32) ** self._length_penalty)
+            worst_finished = tf.where(state["finished"], tf.reduce_min(state["scores"], axis=1, keepdims=True), _NEG)
+            improvable = tf.reduce_any(best_running > worst_finished)
+            return (state["generated"] < new_tokens) & ~tf.reduce_all(state["finished"]) & improvable
+
+        def step(state):
+            log_probs = tf.nn.log_softmax(self._decode(state, real_len, prompt_cache, prompt_bias))
+            return [self._select(state, log_probs, ban_start, prompt_len)]
+
+        (state,) = tf.while_loop(lambda state: keep_going(state), step, [state],
+                                 maximum_iterations=new_tokens - 1)
+        # As in transformers: a document none of whose beams finished returns its best running beam.
+        any_finished = tf.reduce_any(state["finished"], axis=1)
+        best = tf.where(any_finished[:, None], state["sequences"][:, 0], state["running"][:, 0])
+        return best[:, prompt_len:]
+
+    def _logits(self, hidden):
+        """The LM head: GPT-2 ties it to the token embeddings."""
+        return self._tf.matmul(hidden, self.loaded.model.transformer.wte.embeddings, transpose_b=True)
+
+    def _decode(self, state, real_len, prompt_cache, prompt_bias):
+        """Logits (batch, beams, vocab) after feeding each beam's last token; writes its keys/values
+        into the cache in `state` (slot generated-1)."""
+        tf = self._tf
+        model = self.loaded.model
+        transformer = model.transformer
+        running, generated = state["running"], state["generated"]
+        batch, beams, total_len = running.shape
+        new_tokens = total_len - prompt_bias.shape[-1]
+        heads = model.config.n_head
+        head_dim = model.config.n_embd // heads
+        slot = generated - 1
+
+        tokens = tf.reshape(running[:, :, total_len - new_tokens - 1 + generated], (batch * beams, 1))
+        positions = tf.reshape(tf.repeat(real_len, beams) + slot, (batch * beams, 1))
+        x = transformer.wte(tokens) + transformer.wpe(positions)
+        # Unfilled cache slots are masked out; prompt padding is masked by prompt_bias.
+        gen_bias = tf.where(tf.range(new_tokens) <= slot, 0.0, _NEG)[None, None, None, :]
+        # This step's token lives in the beam's own slot; earlier ones where the ancestry says.
+        ancestry = tf.where(tf.range(new_tokens)[None, None, :] == slot, tf.range(beams)[None, :, None],
+                            state["ancestry"])
+        state["ancestry"] = ancestry
+        # pick[b, 0, k, j, n] = 1 when slot j holds beam k's token of step n.
+        pick = tf.transpose(tf.one_hot(ancestry, beams), [0, 1, 3, 2])[:, None]
+        scale = tf.math.sqrt(tf.cast(head_dim, tf.float32))
+        new_cache = []
+        for block, layer_prompt, (keys, values) in zip(transformer.h, prompt_cache, state["cache"]):
+            a = block.ln_1(x)
+            # (batch*beams, 1, 3*embd) -> 3 x (batch, heads, beams, head_dim): head-major, like the
+            # caches, so every product below is a plain batched matmul over (batch, heads).
+            query, key, value = (tf.transpose(tf.reshape(t, (batch, beams, heads, head_dim)), [0, 2, 1, 3])
+                                 for t in tf.split(block.attn.c_attn(a), 3, axis=2))
+            keys = _write_slot(keys, key, slot)
+            values = _write_slot(values, value, slot)
+            new_cache.append((keys, values))
+            prompt_keys, prompt_values = layer_prompt[0], layer_prompt[1]
+            prompt_scores = tf.matmul(query, prompt_keys, transpose_b=True) / scale + prompt_bias
+            # Scores against every slot of every step, then each beam keeps its ancestors' (exact:
+            # `pick` is 0/1 and only one slot per step is non-zero).
+            all_scores = tf.reshape(tf.matmul(query, _flat(keys), transpose_b=True),
+                                    (batch, heads, beams, beams, new_tokens))
+            own_scores = tf.reduce_sum(all_scores * pick, axis=3) / scale + gen_bias
+            # + 1e-9 as in transformers' stable_softmax, so the arithmetic stays the same.
+            weights = tf.nn.softmax(tf.concat([prompt_scores, own_scores], axis=-1) + 1e-9, axis=-1)
+            prompt_len = prompt_keys.shape[2]
+            own_weights = weights[..., prompt_len:][:, :, :, None, :] * pick
+            attended = (tf.matmul(weights[..., :prompt_len], prompt_values)
+                        + tf.matmul(tf.reshape(own_weights, (batch, heads, beams, beams * new_tokens)),
+                                    _flat(values)))  # (batch, heads, beams, head_dim)
+            attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), (batch * beams, 1, heads * head_dim))
+            x = x + block.attn.c_proj(attended)
+            x = x + block.mlp(block.ln_2(x), training=False)
+        state["cache"] = new_cache
+        hidden = transformer.ln_f(x)
+        return tf.reshape(self._logits(tf.reshape(hidden, (batch * beams, -1))), (batch, beams, -1))
+
+    def _select(self, state, log_probs, ban_start, prompt_len):
+        """One beam-search update (steps 2 to 8 of TFGenerationMixin.beam_search): ban repeated
+        n-grams, keep the 2*beams best candidates, move finished ones to `sequences`, reorder the
+        running beams and their ancestry."""
+        tf = self._tf
+        running = state["running"]
+        batch, beams, total_len = running.shape
+        vocab = log_probs.shape[-1]
+        cur_len = prompt_len + state["generated"]
+
+        log_probs = ban_repeated_ngrams(tf.reshape(log_probs, (batch * beams, vocab)),
+                                        tf.reshape(running, (batch * beams, total_len)),
+                                        ban_start, cur_len, self.no_repeat_ngram_size)
+        log_probs = tf.reshape(log_probs, (batch, beams, vocab)) + state["running_scores"][:, :, None]
+        topk_log_probs, topk_indices = tf.math.top_k(tf.reshape(log_probs, (batch, beams * vocab)), k=2 * beams)
+        topk_beams = topk_indices // vocab
+        topk_ids = topk_indices % vocab
+        topk_sequences = tf.gather(running, topk_beams, batch_dims=1)
+        topk_sequences = tf.where(tf.range(total_len) == cur_len, topk_ids[:, :, None], topk_sequences)
+
+        eos_in_next = tf.reduce_any(topk_ids[:, :, None] == tf.constant(self._eos_ids), axis=-1)
+        just_finished = eos_in_next & (tf.range(2 * beams) < beams)[None, :]
+        # Candidates ending in EOS cannot keep running.
+        running_topk_log_probs = topk_log_probs + tf.cast(eos_in_next, tf.float32) * _NEG
+        next_topk = tf.math.top_k(running_topk_log_probs, k=beams).indices
+        next_running = tf.gather(topk_sequences, next_topk, batch_dims=1)
+        next_running_scores = tf.gather(running_topk_log_probs, next_topk, batch_dims=1)
+
+        finished_scores = topk_log_probs / (tf.cast(cur_len + 1 - prompt_len, tf.float32) ** self._length_penalty)
+        batch_full = tf.reduce_all(state["finished"], axis=-1, keepdims=True)  # early_stopping=True
+        finished_scores += tf.cast(~just_finished | batch_full, tf.float32) * _NEG
+        merged_scores = tf.concat([state["scores"], finished_scores], axis=1)
+        best = tf.math.top_k(merged_scores, k=beams).indices
+
+        parents = tf.gather(topk_beams, next_topk, batch_dims=1)
+        return {
+            "generated": state["generated"] + 1,
+            "running": next_running,
+            "running_scores": next_running_scores,
+            "sequences": tf.gather(tf.concat([state["sequences"], topk_sequences], axis=1), best, batch_dims=1),
+            "scores": tf.gather(merged_scores, best, batch_dims=1),
+            "finished": tf.gather(tf.concat([state["finished"], just_finished], axis=1), best, batch_dims=1),
+            "cache": state["cache"],
+            "ancestry": tf.gather(state["ancestry"], parents, batch_dims=1),
+        }
+
+
+def _write_slot(cache, entry, slot):
+    """cache (batch, heads, beams, new_tokens, head_dim) with `entry` (batch, heads, beams, head_dim)
+    written at step `slot`; XLA updates the buffer in place."""
+    import tensorflow as tf
+    from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
+
+    return dynamic_update_slice(cache, entry[:, :, :, None, :], tf.stack([0, 0, 0, slot, 0]))
+
+
+def _flat(tensor):
+    """A cache (batch, heads, slots, steps, head_dim) as (batch, heads, slots*steps, head_dim)."""
+    import tensorflow as tf
+
+    shape = tensor.shape
+    return tf.reshape(tensor, (shape[0], shape[1], shape[2] * shape[3], shape[4]))

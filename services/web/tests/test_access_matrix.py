@@ -1,0 +1,514 @@
+"""Who may do what, on every route the app has: the access matrix.
+
+ROUTES holds one entry per endpoint of `app.url_map` (a test fails when a route is added
+without one): which area it belongs to, whether its URL names a document (or a user),
+and, for POST, a valid form, where success redirects and what it changes. `expected()`
+states the app's rules once and derives every visitor's answer from the entry:
+
+- anonymous visitors of a role area are sent to log in, with a `next` back;
+- pending users are sent to their standing page; so are users rejected or suspended
+  while logged in, whose session ends on that request;
+- approved users of another role get 403; a document that is not theirs answers 404;
+- everyone else gets the page (200) or, for a valid POST, its redirect (302).
+
+Each request is also checked against the database (a refused request changes nothing, an
+allowed POST makes exactly its change) and against who the browser is logged in as
+afterwards. The per-area test files check the pages themselves in detail; this file
+checks the whole matrix, the POST-only routes, CSRF and tampered ids.
+"""
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import func, select, update
+
+from srcflask.extensions import db
+from srcflask.models import Document, User
+from srcflask.static.data.processeddata.models import AUTODOC_STATUSES, Autodoc, Revision
+
+from .factories import DEFAULT_PASSWORD, make_document, make_user
+
+HOME = {"sponsor": "/sponsor/", "editor": "/editor/", "admin": "/admin/"}
+NEW_EMAIL = "new.person@example.org"
+REASON = "Decided by the access matrix."
+CSRF_REFUSED = "This form has expired or was not sent from this site."
+
+
+# --- the visitors ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Visitor:
+    role: str | None = None  # None: not logged in
+    status: str = "approved"  # the status they log in with
+    relation: str | None = None  # to the world's document: "owner", "assigned", or the "spare" editor
+    ends_as: str | None = None  # set once they are logged in: their session must end
+
+    @property
+    def standing(self):
+        if self.role is None:
+            return "anonymous"
+        return "ended" if self.ends_as else self.status
+
+    @property
+    def related(self):
+        """True for the document's own sponsor or assigned editor."""
+        return {"sponsor": "owner", "editor": "assigned"}.get(self.role) == self.relation
+
+
+VISITORS = {
+    "anonymous": Visitor(),
+    "owner": Visitor("sponsor", relation="owner"),
+    "other_sponsor": Visitor("sponsor"),
+    "assigned_editor": Visitor("editor", relation="assigned"),
+    "other_editor": Visitor("editor", relation="spare"),
+    "admin": Visitor("admin"),
+    "pending_sponsor": Visitor("sponsor", "pending"),
+    "pending_editor": Visitor("editor", "pending"),
+    "pending_admin": Visitor("admin", "pending"),
+    "suspended_owner": Visitor("sponsor", relation="owner", ends_as="suspended"),
+    "suspended_admin": Visitor("admin", ends_as="suspended"),
+    "rejected_sponsor": Visitor("sponsor", "pending", ends_as="rejected"),
+}
+
+
+# --- the world each test runs in ------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """One visitor and the rows around them: a document (its sponsor, its editor) whose
+    first autodoc failed, a spare approved editor, and one target account per admin
+    decision."""
+
+    app: object
+    make_client: object
+    client: object  # the browser the visitor logged in with; only ever cloned
+    visitor: Visitor
+    visitor_id: int | None
+    owner_email: str
+    editor_id: int
+    spare_id: int
+    document_id: int
+    autodoc_id: int
+    targets: dict = field(default_factory=dict)
+
+    def path(self, route, **ids):
+        values = {"document": self.document_id, "autodoc": self.autodoc_id, "target": self.targets.get(route.endpoint)}
+        return route.path.format(**{**values, **ids})
+
+    def browser(self):
+        """A new browser holding the visitor's session as it was right after log-in. Flask
+        keeps the whole session in its cookie, so every request of a test starts from the
+        same session without paying for another log-in (scrypt); a session that a request
+        ends or logs out is gone only from that request's browser."""
+        clone = self.make_client()
+        name = self.app.config["SESSION_COOKIE_NAME"]
+        cookie = self.client.raw.get_cookie(name)
+        if cookie is not None:
+            clone.raw.set_cookie(name, cookie.value)
+        return clone
+
+    def send(self, browser, route, method, path=None, csrf_token="session"):
+        """The route's request: a GET, or a POST of its valid form with the session's CSRF
+        token ("session"), another token, or none (None)."""
+        path = path or self.path(route)
+        if method == "GET":
+            return browser.get(path)
+        data = route.form(self)
+        if csrf_token is not None:
+            data["csrf_token"] = self.client.csrf_token() if csrf_token == "session" else csrf_token
+        return browser.post(path, data, csrf=False)
+
+
+@pytest.fixture
+def world(app, login_as, make_client):
+    """Build the world around a visitor (a key of VISITORS): they log in through the real
+    form, and are rejected or suspended afterwards when their session is meant to end."""
+
+    def build(key):
+        visitor = VISITORS[key]
+        user = None
+        if visitor.role is None:
+            client = make_client()
+            client.csrf_token()  # an anonymous session, with its token, to clone
+        else:
+            client, user = login_as(visitor.role, status=visitor.status)
+        with app.app_context():
+            def person(relation, role):
+                return user if visitor.relation == relation else make_user(role)
+
+            owner, editor, spare = person("owner", "sponsor"), person("assigned", "editor"), person("spare", "editor")
+            document = make_document(owner, editor, title="Original title", body="Original body")
+            # Failed, so that a regenerate has something to do.
+            autodoc_id = db.session.execute(
+                update(Autodoc).where(Autodoc.revision_id == Revision.id, Revision.document_id == document.id)
+                .values(status="failed", error="The writer gave up.").returning(Autodoc.id)
+            ).scalar_one()
+            if visitor.ends_as:
+                db.session.execute(update(User).where(User.id == user.id).values(status=visitor.ends_as))
+            db.session.commit()
+            targets = {endpoint: make_user(*route.target).id for endpoint, route in ROUTES.items() if route.target}
+            return World(
+                app=app, make_client=make_client, client=client, visitor=visitor,
+                visitor_id=user.id if user else None, owner_email=owner.email, editor_id=editor.id,
+                spare_id=spare.id, document_id=document.id, autodoc_id=autodoc_id, targets=targets,
+            )
+
+    return build
+
+
+# --- the state a request may change ---------------------------------------------------------
+
+
+def snapshot(app):
+    """Everything a request could change, as plain values (log-in times aside: logging in
+    is what every visitor does first)."""
+    with app.app_context():
+        return {
+            "users": {
+                user.id: (user.email, user.role, user.status, user.decided_by_id, user.decision_reason)
+                for user in db.session.scalars(select(User))
+            },
+            "documents": {
+                document.id: (document.title, document.body, document.version,
+                              document.retention.sponsor_id, document.retention.editor_id)
+                for document in db.session.scalars(select(Document))
+            },
+            "revisions": db.session.scalar(select(func.count()).select_from(Revision)),
+            "autodocs": {
+                **dict.fromkeys(AUTODOC_STATUSES, 0),
+                **dict(db.session.execute(select(Autodoc.status, func.count()).group_by(Autodoc.status)).all()),
+            },
+        }
+
+
+def _new_row(before, after, table):
+    new = set(after[table]) - set(before[table])
+    return new.pop() if len(new) == 1 else None
+
+
+def _one_more_queued(state):
+    return {**state["autodocs"], "queued": state["autodocs"]["queued"] + 1}
+
+
+def _unchanged(world, before, after):
+    return before
+
+
+def _document_created(world, before, after):
+    documents = {**before["documents"],
+                 _new_row(before, after, "documents"): ("Brand new", "New body", 1, world.visitor_id, world.editor_id)}
+    return {**before, "documents": documents, "revisions": before["revisions"] + 1,
+            "autodocs": _one_more_queued(before)}
+
+
+def _document_saved(world, before, after):
+    title, body, version, sponsor_id, editor_id = before["documents"][world.document_id]
+    documents = {**before["documents"],
+                 world.document_id: ("Changed title", "Changed body", version + 1, sponsor_id, editor_id)}
+    return {**before, "documents": documents, "revisions": before["revisions"] + 1,
+            "autodocs": _one_more_queued(before)}
+
+
+def _editor_reassigned(world, before, after):
+    *kept, _ = before["documents"][world.document_id]
+    return {**before, "documents": {**before["documents"], world.document_id: (*kept, world.spare_id)}}
+
+
+def _autodoc_requeued(world, before, after):
+    return {**before, "autodocs": _one_more_queued(before)}
+
+
+def _signed_up(world, before, after):
+    users = {**before["users"], _new_row(before, after, "users"): (NEW_EMAIL, "sponsor", "pending", None, None)}
+    return {**before, "users": users}
+
+
+def _target_becomes(endpoint, **values):
+    """An admin decision's effect: these columns of its target's row change."""
+    columns = ("email", "role", "status", "decided_by_id", "decision_reason")
+
+    def effect(world, before, after):
+        target = world.targets[endpoint]
+        row = {**dict(zip(columns, before["users"][target])), **values}
+        if "status" in values:
+            row["decided_by_id"] = world.visitor_id
+        return {**before, "users": {**before["users"], target: tuple(row[c] for c in columns)}}
+
+    return effect
+
+
+# --- the routes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: its URL ({document}, {autodoc}, {target} stand for ids), its methods,
+    who it is for ("public", "login_form", "standing", "logout", "polling" or a role's
+    area), whether its URL names a document (or one of its autodocs), and for POST the
+    valid form, where success redirects and what it changes."""
+
+    endpoint: str
+    path: str
+    methods: frozenset
+    access: str
+    document: bool = False
+    target: tuple | None = None  # (role, status) of the account an admin decision is taken on
+    form: object = None  # world -> valid form data
+    success: object = None  # (world, state after) -> Location of a successful POST
+    effect: object = _unchanged  # (world, state before, state after) -> expected state after
+
+    def allowed_visitor(self):
+        """The visitor the route is for (the CSRF, 405 and tampered-id tests use them)."""
+        return {"sponsor": "owner", "editor": "assigned_editor", "admin": "admin",
+                "logout": "owner", "polling": "owner"}.get(self.access, "anonymous")
+
+
+def _admin_decision(action, target, status, reason=None):
+    endpoint = f"admin.{action}_user"
+    return Route(
+        endpoint, f"/admin/users/{{target}}/{action}", POST, "admin", target=target,
+        form=lambda w: {"reason": reason} if reason else {}, success=lambda w, after: "/admin/users",
+        effect=_target_becomes(endpoint, status=status, decision_reason=reason),
+    )
+
+
+GET, POST, BOTH = frozenset({"GET"}), frozenset({"POST"}), frozenset({"GET", "POST"})
+_ROUTES = [
+    Route("main.index", "/", GET, "public"),
+    Route("main.autodoc_status", "/autodocs/{autodoc}/status", GET, "polling", document=True),
+    Route("auth.login", "/auth/login", BOTH, "login_form",
+          form=lambda w: {"email": w.owner_email, "password": DEFAULT_PASSWORD},
+          success=lambda w, after: "/"),
+    Route("auth.signup", "/auth/signup", BOTH, "login_form",
+          form=lambda w: {"name": "New Person", "email": NEW_EMAIL, "password": DEFAULT_PASSWORD,
+                          "confirm": DEFAULT_PASSWORD, "role": "sponsor", "organization": ""},
+          success=lambda w, after: "/auth/standing", effect=_signed_up),
+    Route("auth.standing", "/auth/standing", GET, "standing"),
+    Route("auth.logout", "/auth/logout", POST, "logout", form=lambda w: {}, success=lambda w, after: "/auth/login"),
+    Route("sponsor.dashboard", "/sponsor/", GET, "sponsor"),
+    Route("sponsor.documents", "/sponsor/documents", GET, "sponsor"),
+    Route("sponsor.new_document", "/sponsor/documents/new", BOTH, "sponsor",
+          form=lambda w: {"title": "Brand new", "body": "New body", "editor": w.editor_id},
+          success=lambda w, after: f"/sponsor/documents/{max(after['documents'])}", effect=_document_created),
+    Route("sponsor.document", "/sponsor/documents/{document}", GET, "sponsor", document=True),
+    Route("sponsor.edit_document", "/sponsor/documents/{document}/edit", BOTH, "sponsor", document=True,
+          form=lambda w: {"title": "Changed title", "body": "Changed body", "version": 1},
+          success=lambda w, after: f"/sponsor/documents/{w.document_id}", effect=_document_saved),
+    Route("sponsor.reassign_editor", "/sponsor/documents/{document}/editor", POST, "sponsor", document=True,
+          form=lambda w: {"editor": w.spare_id},
+          success=lambda w, after: f"/sponsor/documents/{w.document_id}", effect=_editor_reassigned),
+    Route("sponsor.regenerate_autodoc", "/sponsor/autodocs/{autodoc}/regenerate", POST, "sponsor", document=True,
+          form=lambda w: {}, success=lambda w, after: f"/sponsor/documents/{w.document_id}#revision-1",
+          effect=_autodoc_requeued),
+    Route("editor.dashboard", "/editor/", GET, "editor"),
+    Route("editor.documents", "/editor/documents", GET, "editor"),
+    Route("editor.document", "/editor/documents/{document}", GET, "editor", document=True),
+    Route("admin.dashboard", "/admin/", GET, "admin"),
+    Route("admin.approvals", "/admin/approvals", GET, "admin"),
+    Route("admin.users", "/admin/users", GET, "admin"),
+    Route("admin.regenerate_autodoc", "/admin/autodocs/{autodoc}/regenerate", POST, "admin",
+          form=lambda w: {}, success=lambda w, after: "/admin/", effect=_autodoc_requeued),
+    _admin_decision("approve", ("editor", "pending"), "approved"),
+    _admin_decision("reject", ("sponsor", "pending"), "rejected", reason=REASON),
+    _admin_decision("suspend", ("sponsor", "approved"), "suspended", reason=REASON),
+    _admin_decision("reinstate", ("editor", "suspended"), "approved"),
+    Route("admin.change_role", "/admin/users/{target}/role", POST, "admin", target=("editor", "approved"),
+          form=lambda w: {"role": "sponsor"}, success=lambda w, after: "/admin/users",
+          effect=_target_becomes("admin.change_role", role="sponsor")),
+]
+ROUTES = {route.endpoint: route for route in _ROUTES}
+# Files, not pages: test_platform checks what is served there.
+NOT_PAGES = {"static", "bootstrap.static"}
+POST_ONLY = [route.endpoint for route in _ROUTES if route.methods == POST]
+POSTS = [route.endpoint for route in _ROUTES if "POST" in route.methods]
+WITH_IDS = [route.endpoint for route in _ROUTES if "{" in route.path]
+
+
+def test_every_route_has_an_entry_in_the_matrix(app):
+    """A new route, or a new method on one, must be given its expected answers here."""
+    served = {
+        rule.endpoint: frozenset(rule.methods - {"HEAD", "OPTIONS"})
+        for rule in app.url_map.iter_rules() if rule.endpoint not in NOT_PAGES
+    }
+    assert served == {endpoint: route.methods for endpoint, route in ROUTES.items()}
+    rules = {rule.endpoint: re.sub(r"<[^>]+>", "{}", rule.rule) for rule in app.url_map.iter_rules()}
+    for route in _ROUTES:
+        assert re.sub(r"\{\w+\}", "{}", route.path) == rules[route.endpoint], route.endpoint
+        assert (route.form is not None) == ("POST" in route.methods), route.endpoint
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+def expected(route, method, world):
+    """(status, Location) the app's rules give this visitor; Location is None for a page
+    and "success" for the redirect of a POST that did its work."""
+    visitor, standing = world.visitor, world.visitor.standing
+    allowed = (200, None) if method == "GET" else (302, "success")
+    log_in = (302, f"/auth/login?next={world.path(route)}")
+    if route.access == "public":
+        if standing == "anonymous":
+            return 200, None
+        return (302, HOME[visitor.role]) if standing == "approved" else (302, "/auth/standing")
+    if standing == "ended":  # security.end_session_of_blocked_user, before any view
+        return (200, None) if route.access == "standing" else (302, "/auth/standing")
+    if route.access == "login_form":
+        return allowed if standing == "anonymous" else (302, "/")
+    if route.access == "standing":
+        return {"anonymous": (302, "/auth/login"), "pending": (200, None), "approved": (302, "/")}[standing]
+    if route.access == "logout":
+        return allowed
+    if route.access == "polling":
+        # JSON for the pages' polling script, open to every approved role: refusals are
+        # JSON (401 anonymous, 403 pending), and an admin may see any autodoc.
+        if standing == "anonymous":
+            return 401, None
+        if standing == "pending":
+            return 403, None
+        return allowed if visitor.related or visitor.role == "admin" else (404, None)
+    # A role's area: roles.require_role, then services.documents.get_document_or_404.
+    if standing == "anonymous":
+        return log_in
+    if standing == "pending":
+        return 302, "/auth/standing"
+    if visitor.role != route.access:
+        return 403, None
+    if route.document and not visitor.related:
+        return 404, None
+    return allowed
+
+
+def own_session(visitor):
+    """Who the visitor's browser holds when nothing logs it in or out: "anonymous",
+    "pending" or the role. A session that was meant to end has ended."""
+    if visitor.standing in ("anonymous", "ended"):
+        return "anonymous"
+    return "pending" if visitor.standing == "pending" else visitor.role
+
+
+def session_after(route, method, world):
+    """Who the browser holds after a matrix request: only a log-in, sign-up or log-out
+    that did its work changes it."""
+    if expected(route, method, world) == (302, "success"):
+        changed = {"auth.login": "sponsor",  # the owner, whose credentials were sent
+                   "auth.signup": "pending", "auth.logout": "anonymous"}
+        if route.endpoint in changed:
+            return changed[route.endpoint]
+    return own_session(world.visitor)
+
+
+def logged_in_as(browser):
+    """Who the browser holds, as the front door (/) tells them apart."""
+    response = browser.get("/")
+    if response.status_code == 200:
+        return "anonymous"
+    location = response.headers["Location"]
+    return "pending" if location == "/auth/standing" else {home: role for role, home in HOME.items()}[location]
+
+
+def same_location(actual, wanted):
+    """Locations compared as path, decoded query and fragment, so that quoting does not matter."""
+    actual, wanted = urlsplit(actual), urlsplit(wanted)
+    return (actual.path, parse_qs(actual.query), actual.fragment) == (
+        wanted.path, parse_qs(wanted.query), wanted.fragment)
+
+
+# --- 1. every route x every visitor ---------------------------------------------------------
+
+
+def check(world, route, method):
+    """Send one matrix request from a fresh copy of the visitor's session; the ways its
+    answer, the database or the session differ from the rules."""
+    app = world.app
+    status, location = expected(route, method, world)
+    browser = world.browser()
+    before = snapshot(app)
+    response = world.send(browser, route, method)
+    after = snapshot(app)
+
+    wrong = []
+    if response.status_code != status:
+        wrong.append(f"status {response.status_code}, expected {status}")
+    if location == "success":
+        location = route.success(world, after)
+        if after != route.effect(world, before, after):
+            wrong.append("the database did not change as this request should change it")
+    elif after != before:
+        wrong.append("the database changed, though this request is refused or a GET")
+    actual = response.headers.get("Location")
+    if (location is None) != (actual is None) or (location and not same_location(actual, location)):
+        wrong.append(f"Location {actual!r}, expected {location!r}")
+    holder, wanted = logged_in_as(browser), session_after(route, method, world)
+    if holder != wanted:
+        wrong.append(f"afterwards the browser is {holder}, expected {wanted}")
+    return [f"{method} {world.path(route)} ({route.endpoint}): {problem}" for problem in wrong]
+
+
+@pytest.mark.parametrize("key", VISITORS)
+def test_access_matrix(world, key):
+    """Every route and method, as this visitor; all the differences are reported at once."""
+    w = world(key)
+    wrong = [problem for route in _ROUTES for method in sorted(route.methods) for problem in check(w, route, method)]
+    assert not wrong, f"as {key}:\n" + "\n".join(wrong)
+
+
+# --- 2. POST-only routes and CSRF -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", POST_ONLY)
+def test_post_only_routes_answer_get_with_405(app, world, endpoint):
+    route = ROUTES[endpoint]
+    w = world(route.allowed_visitor())
+    browser = w.browser()
+    before = snapshot(app)
+
+    response = browser.get(w.path(route))
+
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert snapshot(app) == before
+    assert logged_in_as(browser) == own_session(w.visitor)
+
+
+@pytest.mark.parametrize("endpoint", POSTS)
+def test_state_changes_without_a_valid_csrf_token_are_refused(app, world, endpoint):
+    """No token, another session's token and a made-up one: 400, and nothing changes,
+    not even who is logged in."""
+    route = ROUTES[endpoint]
+    w = world(route.allowed_visitor())
+    tokens = {"missing": None, "another session's": w.make_client().csrf_token(),
+              "forged": "ImZvcmdlZCI.forged.signature"}
+    before = snapshot(app)
+    for name, token in tokens.items():
+        browser = w.browser()
+        response = w.send(browser, route, "POST", csrf_token=token)
+        assert response.status_code == 400, name
+        assert CSRF_REFUSED in response.get_data(as_text=True), name
+        assert snapshot(app) == before, name
+        assert logged_in_as(browser) == own_session(w.visitor), name
+    # The same request with the session's token works: the refusals were the token's.
+    assert w.send(w.browser(), route, "POST").status_code == 302
+
+
+# --- 3. tampered ids ------------------------------------------------------------------------
+
+
+BAD_IDS = ["abc", "1abc", "-1", "0", "1.5", "%20", "0x1", "99999999999999999999", str(2**31), str(2**63)]
+
+
+@pytest.mark.parametrize("endpoint", WITH_IDS)
+def test_tampered_ids_are_404_never_500(app, world, endpoint):
+    """Ids that are not numbers, negative, zero or beyond PostgreSQL's integers: 404 for the
+    very visitor the route is for, with every method, and nothing changes."""
+    route = ROUTES[endpoint]
+    w = world(route.allowed_visitor())
+    before = snapshot(app)
+    for bad_id in BAD_IDS:
+        path = w.path(route, document=bad_id, autodoc=bad_id, target=bad_id)
+        for method in sorted(route.methods):
+            assert w.send(w.browser(), route, method, path).status_code == 404, (method, path)
+    assert snapshot(app) == before
+    assert w.send(w.browser(), route, sorted(route.methods)[0]).status_code in (200, 302)
