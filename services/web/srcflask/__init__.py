@@ -1,6 +1,7 @@
 """srcflask: documents written by people, companion texts (autodocs) drafted by GPT-2.
 
-create_app() only wires: configuration, extensions, blueprints, error pages, commands.
+create_app() only wires: configuration, logs and metrics, extensions, blueprints, error
+pages, commands.
 Nothing here touches the database, the network or the model.
 """
 import os
@@ -30,11 +31,22 @@ def create_app(config=None, **overrides):
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
+    register_observability(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
     return app
+
+
+def register_observability(app):
+    """Request logs and metrics. Wired before the extensions so that their timer is the
+    first before_request hook: a request that another hook answers (a redirect, a 429) is
+    timed and logged too."""
+    from . import logging_setup, metrics
+
+    logging_setup.init_app(app)
+    metrics.init_app(app)
 
 
 def register_extensions(app):
@@ -57,13 +69,17 @@ def register_blueprints(app):
     from .auth import bp as auth_bp
     from .editor import bp as editor_bp
     from .main import bp as main_bp
+    from .notifications import bp as notifications_bp
+    from .ops import bp as ops_bp
     from .sponsor import bp as sponsor_bp
 
     app.register_blueprint(main_bp)
+    app.register_blueprint(ops_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(sponsor_bp, url_prefix="/sponsor")
     app.register_blueprint(editor_bp, url_prefix="/editor")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(notifications_bp, url_prefix="/notifications")
 
 
 def register_errorhandlers(app):

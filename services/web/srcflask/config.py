@@ -58,12 +58,21 @@ class BaseConfig:
     # limits and https URLs come from them only when this says they are trusted.
     PROXY_COUNT = _env_int("PROXY_COUNT", 0)
 
+    # "json": one JSON object per log line (production), "text": readable lines.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    # Who may read /metrics: a bearer token, or clients in these networks (comma-separated
+    # CIDRs). With neither, /metrics is 404. Development is open by default, production not.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    METRICS_ALLOWED_NETWORKS = os.environ.get("METRICS_ALLOWED_NETWORKS", "")
+
 
 class DevelopmentConfig(BaseConfig):
     DEBUG = True
     # Development may run without a secret; a fresh random one per process only costs
     # a log-in after a restart.
     SECRET_KEY = BaseConfig.SECRET_KEY or os.urandom(32).hex()
+    METRICS_ALLOWED_NETWORKS = os.environ.get("METRICS_ALLOWED_NETWORKS", "0.0.0.0/0, ::/0")
 
 
 class TestingConfig(BaseConfig):
@@ -72,12 +81,16 @@ class TestingConfig(BaseConfig):
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     WRITER_IN_PROCESS = False
     RATELIMIT_ENABLED = True
+    LOG_FORMAT = "json"
+    METRICS_TOKEN = None
+    METRICS_ALLOWED_NETWORKS = "0.0.0.0/0, ::/0"
 
 
 class ProductionConfig(BaseConfig):
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     PREFERRED_URL_SCHEME = "https"
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 
 
 class ConfigurationError(RuntimeError):
@@ -90,7 +103,8 @@ def check_production():
     if missing:
         raise ConfigurationError(
             "Production needs its own " + " and ".join(missing)
-            + ": set them in the environment (see .env.prod); refusing to start."
+            + ": set them in the environment (docker compose: in .env.prod.db, see the README's"
+            " Production section); refusing to start."
         )
 
 

@@ -1,10 +1,11 @@
-"""Accounts, documents and who holds them (the owner's "retentions").
+"""Accounts, documents and who holds them (the owner's "retentions"), and what people
+leave around them: editors' verdicts on autodocs, in-app notifications, the audit log.
 
 Revisions and autodocs live in static/data/processeddata, as the owner's layout has it;
 they are imported at the bottom so that every model is registered with one import.
 """
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -12,6 +13,7 @@ from .extensions import db
 from .timestamps import Timestamp, TimestampOrNone
 
 ROLES = ("sponsor", "editor", "admin")
+DECISIONS = ("approve", "request_changes", "reject")
 SELF_SERVICE_ROLES = ("sponsor", "editor")
 STATUSES = ("pending", "approved", "rejected", "suspended")
 
@@ -92,6 +94,69 @@ class Retention(db.Model):
     document: Mapped[Document] = relationship(back_populates="retention")
     sponsor: Mapped[User] = relationship(foreign_keys=[sponsor_id])
     editor: Mapped[User] = relationship(foreign_keys=[editor_id])
+
+
+class Verdict(db.Model):
+    """An editor's decision on one autodoc. A new verdict on the same autodoc does not
+    overwrite the last one: the old row stays, with `current` false, so the history of
+    who decided what, and when, is kept."""
+
+    __tablename__ = "verdicts"
+    __table_args__ = (
+        CheckConstraint(_in("decision", DECISIONS), name="decision"),
+        # Asking for changes or rejecting says why; the database holds the rule too.
+        CheckConstraint("decision = 'approve' OR length(trim(comment)) > 0", name="comment_required"),
+        # One current verdict per autodoc, however many came before it.
+        Index("uq_verdicts_current_autodoc", "autodoc_id", unique=True,
+              postgresql_where=text("current"), sqlite_where=text("current")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    autodoc_id: Mapped[int] = mapped_column(ForeignKey("autodocs.id", ondelete="CASCADE"), index=True)
+    editor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[Timestamp]
+    current: Mapped[bool] = mapped_column(server_default=true())
+
+    autodoc: Mapped["Autodoc"] = relationship()
+    editor: Mapped[User] = relationship()
+
+
+class Notification(db.Model):
+    """A message in one person's in-app inbox. It names the document or autodoc it is
+    about (when it is about one), so its link is built when it is shown, not stored."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_id_read_at", "user_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    autodoc_id: Mapped[int | None] = mapped_column(ForeignKey("autodocs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[Timestamp]
+    read_at: Mapped[TimestampOrNone]
+
+
+class AuditEvent(db.Model):
+    """Who did what to which row, and when. Rows are only ever inserted: nothing in the
+    app updates or deletes them, and on PostgreSQL a trigger refuses it outright.
+    The target is named by type and id (not a foreign key), so the record outlives it."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # None for the system (a command or the writer acting on its own).
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int]
+    details: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[Timestamp] = mapped_column(index=True)
+
+    actor: Mapped[User | None] = relationship()
 
 
 from .static.data.processeddata.models import Autodoc, Revision  # noqa: E402,F401  (registers them)

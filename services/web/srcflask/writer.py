@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from .metrics import GENERATION_SECONDS
 from .services import autodoc_queue
 
 log = logging.getLogger("srcflask.writer")
@@ -55,6 +56,12 @@ class WriterRuntime:
         if self.model_error:
             return f"The writer cannot load its model: {self.model_error}"
         return None
+
+    @property
+    def loaded_info(self):
+        """What identifies the loaded model (name, load_seconds ...), None before it is loaded."""
+        writer = self._autodoc_writer
+        return writer.loaded.info if writer is not None else None
 
     @property
     def running(self):
@@ -115,15 +122,18 @@ class WriterRuntime:
                     loaded = load_model(config["WRITER_MODEL_DIR"])
                 except ModelNotInstalled as error:
                     if self.model_error != str(error):
-                        log.warning("writer waiting for a model: %s", error)
+                        log.warning("writer waiting for a model: %s", error,
+                                    extra={"event": "writer_no_model", "reason": str(error)})
                     self.model_error = str(error)
                     return None
                 writer = AutodocWriter(loaded, max_new_tokens=config["WRITER_MAX_NEW_TOKENS"],
                                        context_tokens=config["WRITER_CONTEXT_TOKENS"])
                 started = time.perf_counter()
                 writer.warm_up()
-                log.info("writer ready: model %s, compiled in %.1f s", loaded.info.get("name"),
-                         time.perf_counter() - started)
+                compile_seconds = round(time.perf_counter() - started, 2)
+                log.info("writer ready: model %s, compiled in %.1f s", loaded.info.get("name"), compile_seconds,
+                         extra={"event": "writer_ready", "model": loaded.info.get("name"),
+                                "load_seconds": loaded.info.get("load_seconds"), "compile_seconds": compile_seconds})
                 self.model_error = None
                 self._autodoc_writer = writer
         return self._autodoc_writer
@@ -137,7 +147,8 @@ class WriterRuntime:
         with app.app_context():
             for job, prompt in zip(jobs, prompts):
                 if prompt is None:
-                    autodoc_queue.complete_job(job, "", "", self._stamp(writer, job, "", 0.0, 0, worker))
+                    written = autodoc_queue.complete_job(job, "", "", self._stamp(writer, job, "", 0.0, 0, worker))
+                    self._log_job(job, written, 0.0, 0, worker)
         pending = [(job, prompt) for job, prompt in zip(jobs, prompts) if prompt is not None]
         if not pending:
             return
@@ -147,18 +158,30 @@ class WriterRuntime:
             with heartbeat:
                 continuations = writer.write([prompt for _, prompt in pending])
         except Exception as error:  # any failure of generation: retried, then reported
-            log.exception("writer failed on autodocs %s", [job.autodoc_id for job, _ in pending])
+            ids = [job.autodoc_id for job, _ in pending]
+            log.exception("writer failed on autodocs %s", ids,
+                          extra={"event": "autodoc_batch_failed", "autodoc_ids": ids, "worker": worker,
+                                 "error": f"{type(error).__name__}: {error}"})
             with app.app_context():
                 for job, _ in pending:
                     autodoc_queue.fail_job(job, f"{type(error).__name__}: {error}", config["WRITER_MAX_ATTEMPTS"])
             return
         seconds = time.perf_counter() - started
+        GENERATION_SECONDS.observe(seconds)
         with app.app_context():
             for (job, prompt), continuation in zip(pending, continuations):
                 stamp = self._stamp(writer, job, prompt.text, seconds, len(pending), worker)
                 written = autodoc_queue.complete_job(job, prompt.text, continuation.text, stamp)
-                log.info("autodoc %s %s in %.2f s (batch of %d)", job.autodoc_id,
-                         "written" if written else "refused: its lease was taken over", seconds, len(pending))
+                self._log_job(job, written, seconds, len(pending), worker)
+
+    @staticmethod
+    def _log_job(job, written, seconds, batch_size, worker):
+        """The per-job log line: one per autodoc this writer finished (or lost)."""
+        outcome = "written" if written else "refused: its lease was taken over"
+        log.info("autodoc %s %s in %.2f s (batch of %d)", job.autodoc_id, outcome, seconds, batch_size,
+                 extra={"event": "autodoc_written" if written else "autodoc_refused", "autodoc_id": job.autodoc_id,
+                        "seconds": round(seconds, 3), "batch_size": batch_size, "worker": worker,
+                        "queued_at": job.queued_at.isoformat(), "started_at": job.started_at.isoformat()})
 
     @staticmethod
     def _stamp(writer, job, prompt_text, seconds, batch_size, worker):

@@ -42,3 +42,16 @@ def make_document(sponsor, editor, title="A document", body="Its body."):
     document = create_document(sponsor, editor.id, title, body)
     db.session.commit()
     return document
+
+
+def write_autodocs(continuation="written text"):
+    """Let the writer's queue write every queued autodoc the way the writer does (claim,
+    then complete), and return their ids. `continuation` is the text, or a function of
+    the job that gives it."""
+    from srcflask.services import autodoc_queue
+
+    jobs = autodoc_queue.claim_jobs("tests", 1000, 60, 3)
+    for job in jobs:
+        text = continuation(job) if callable(continuation) else continuation
+        autodoc_queue.complete_job(job, job.body, text, {"model": "tiny-gpt2", "settings": {"num_beams": 1}})
+    return [job.autodoc_id for job in jobs]

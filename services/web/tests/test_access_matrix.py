@@ -9,6 +9,8 @@ states the app's rules once and derives every visitor's answer from the entry:
 - pending users are sent to their standing page; so are users rejected or suspended
   while logged in, whose session ends on that request;
 - approved users of another role get 403; a document that is not theirs answers 404;
+- the notification pages are open to every approved role, and one's own notification
+  only to its recipient (404 for everyone else);
 - everyone else gets the page (200) or, for a valid POST, its redirect (302).
 
 Each request is also checked against the database (a refused request changes nothing, an
@@ -24,7 +26,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from srcflask.extensions import db
-from srcflask.models import Document, User
+from srcflask.models import AuditEvent, Document, Notification, User, Verdict
+from srcflask.services import autodoc_queue
 from srcflask.static.data.processeddata.models import AUTODOC_STATUSES, Autodoc, Revision
 
 from .factories import DEFAULT_PASSWORD, make_document, make_user
@@ -79,8 +82,9 @@ VISITORS = {
 @dataclass
 class World:
     """One visitor and the rows around them: a document (its sponsor, its editor) whose
-    first autodoc failed, a spare approved editor, and one target account per admin
-    decision."""
+    first autodoc the writer has written (so it can be reviewed and regenerated), a
+    notification of its editor, a spare approved editor, and one target account per
+    admin decision."""
 
     app: object
     make_client: object
@@ -88,14 +92,17 @@ class World:
     visitor: Visitor
     visitor_id: int | None
     owner_email: str
+    owner_id: int
     editor_id: int
     spare_id: int
     document_id: int
     autodoc_id: int
+    notification_id: int  # the editor's "a document was assigned to you"
     targets: dict = field(default_factory=dict)
 
     def path(self, route, **ids):
-        values = {"document": self.document_id, "autodoc": self.autodoc_id, "target": self.targets.get(route.endpoint)}
+        values = {"document": self.document_id, "autodoc": self.autodoc_id, "target": self.targets.get(route.endpoint),
+                  "notification": self.notification_id}
         return route.path.format(**{**values, **ids})
 
     def browser(self):
@@ -141,19 +148,22 @@ def world(app, login_as, make_client):
 
             owner, editor, spare = person("owner", "sponsor"), person("assigned", "editor"), person("spare", "editor")
             document = make_document(owner, editor, title="Original title", body="Original body")
-            # Failed, so that a regenerate has something to do.
-            autodoc_id = db.session.execute(
-                update(Autodoc).where(Autodoc.revision_id == Revision.id, Revision.document_id == document.id)
-                .values(status="failed", error="The writer gave up.").returning(Autodoc.id)
-            ).scalar_one()
+            # Written through the real queue (which also tells the editor it is ready).
+            (job,) = autodoc_queue.claim_jobs("matrix", 1, 60, 3)
+            autodoc_queue.complete_job(job, "Original body", " and more.", {"model": "tiny"})
+            autodoc_id = job.autodoc_id
+            notification_id = db.session.scalar(
+                select(Notification.id).where(Notification.user_id == editor.id, Notification.kind == "document_assigned")
+            )
             if visitor.ends_as:
                 db.session.execute(update(User).where(User.id == user.id).values(status=visitor.ends_as))
             db.session.commit()
             targets = {endpoint: make_user(*route.target).id for endpoint, route in ROUTES.items() if route.target}
             return World(
                 app=app, make_client=make_client, client=client, visitor=visitor,
-                visitor_id=user.id if user else None, owner_email=owner.email, editor_id=editor.id,
-                spare_id=spare.id, document_id=document.id, autodoc_id=autodoc_id, targets=targets,
+                visitor_id=user.id if user else None, owner_email=owner.email, owner_id=owner.id, editor_id=editor.id,
+                spare_id=spare.id, document_id=document.id, autodoc_id=autodoc_id, notification_id=notification_id,
+                targets=targets,
             )
 
     return build
@@ -181,6 +191,18 @@ def snapshot(app):
                 **dict.fromkeys(AUTODOC_STATUSES, 0),
                 **dict(db.session.execute(select(Autodoc.status, func.count()).group_by(Autodoc.status)).all()),
             },
+            "verdicts": {
+                verdict.id: (verdict.autodoc_id, verdict.editor_id, verdict.decision, verdict.current)
+                for verdict in db.session.scalars(select(Verdict))
+            },
+            "notifications": {
+                notification.id: (notification.user_id, notification.kind, notification.read_at is not None)
+                for notification in db.session.scalars(select(Notification))
+            },
+            "audit": {
+                event.id: (event.actor_id, event.action, event.target_type, event.target_id)
+                for event in db.session.scalars(select(AuditEvent))
+            },
         }
 
 
@@ -193,32 +215,72 @@ def _one_more_queued(state):
     return {**state["autodocs"], "queued": state["autodocs"]["queued"] + 1}
 
 
+def _audited(state, before, after, actor_id, action, target_type, target_id):
+    """`state` with the one audit row the change must add."""
+    return {**state, "audit": {**before["audit"], _new_row(before, after, "audit"): (actor_id, action, target_type, target_id)}}
+
+
+def _notified(state, before, after, user_id, kind):
+    """`state` with the one (unread) notification the change must add."""
+    return {**state, "notifications": {**before["notifications"], _new_row(before, after, "notifications"): (user_id, kind, False)}}
+
+
 def _unchanged(world, before, after):
     return before
 
 
 def _document_created(world, before, after):
-    documents = {**before["documents"],
-                 _new_row(before, after, "documents"): ("Brand new", "New body", 1, world.visitor_id, world.editor_id)}
-    return {**before, "documents": documents, "revisions": before["revisions"] + 1,
-            "autodocs": _one_more_queued(before)}
+    document_id = _new_row(before, after, "documents")
+    documents = {**before["documents"], document_id: ("Brand new", "New body", 1, world.visitor_id, world.editor_id)}
+    state = {**before, "documents": documents, "revisions": before["revisions"] + 1,
+             "autodocs": _one_more_queued(before)}
+    state = _audited(state, before, after, world.visitor_id, "document.create", "document", document_id)
+    return _notified(state, before, after, world.editor_id, "document_assigned")
 
 
 def _document_saved(world, before, after):
     title, body, version, sponsor_id, editor_id = before["documents"][world.document_id]
     documents = {**before["documents"],
                  world.document_id: ("Changed title", "Changed body", version + 1, sponsor_id, editor_id)}
-    return {**before, "documents": documents, "revisions": before["revisions"] + 1,
-            "autodocs": _one_more_queued(before)}
+    state = {**before, "documents": documents, "revisions": before["revisions"] + 1,
+             "autodocs": _one_more_queued(before)}
+    return _audited(state, before, after, world.visitor_id, "document.edit", "document", world.document_id)
 
 
 def _editor_reassigned(world, before, after):
     *kept, _ = before["documents"][world.document_id]
-    return {**before, "documents": {**before["documents"], world.document_id: (*kept, world.spare_id)}}
+    state = {**before, "documents": {**before["documents"], world.document_id: (*kept, world.spare_id)}}
+    state = _audited(state, before, after, world.visitor_id, "document.reassign_editor", "document", world.document_id)
+    return _notified(state, before, after, world.spare_id, "document_assigned")
 
 
 def _autodoc_requeued(world, before, after):
-    return {**before, "autodocs": _one_more_queued(before)}
+    with world.app.app_context():
+        newest = db.session.scalar(select(func.max(Autodoc.id)))  # the one more queued (checked by the counts)
+    state = {**before, "autodocs": _one_more_queued(before)}
+    return _audited(state, before, after, world.visitor_id, "autodoc.regenerate", "autodoc", newest)
+
+
+def _verdict_given(world, before, after):
+    verdicts = {**before["verdicts"], _new_row(before, after, "verdicts"): (world.autodoc_id, world.visitor_id, "approve", True)}
+    state = _audited({**before, "verdicts": verdicts}, before, after, world.visitor_id, "verdict.approve", "autodoc",
+                     world.autodoc_id)
+    return _notified(state, before, after, world.owner_id, "autodoc_reviewed")
+
+
+def _read(before, which):
+    """`before` with the notifications `which(id, row)` picks marked read."""
+    return {**before, "notifications": {
+        key: (user_id, kind, read or which(key, (user_id, kind))) for key, (user_id, kind, read) in before["notifications"].items()
+    }}
+
+
+def _notification_read(world, before, after):
+    return _read(before, lambda key, row: key == world.notification_id)
+
+
+def _all_read(world, before, after):
+    return _read(before, lambda key, row: row[0] == world.visitor_id)
 
 
 def _signed_up(world, before, after):
@@ -226,8 +288,9 @@ def _signed_up(world, before, after):
     return {**before, "users": users}
 
 
-def _target_becomes(endpoint, **values):
-    """An admin decision's effect: these columns of its target's row change."""
+def _target_becomes(endpoint, action, **values):
+    """An admin decision's effect: these columns of its target's row change, the decision
+    is audited, and a decision on the account's status is told to its holder."""
     columns = ("email", "role", "status", "decided_by_id", "decision_reason")
 
     def effect(world, before, after):
@@ -235,7 +298,12 @@ def _target_becomes(endpoint, **values):
         row = {**dict(zip(columns, before["users"][target])), **values}
         if "status" in values:
             row["decided_by_id"] = world.visitor_id
-        return {**before, "users": {**before["users"], target: tuple(row[c] for c in columns)}}
+        state = {**before, "users": {**before["users"], target: tuple(row[c] for c in columns)}}
+        state = _audited(state, before, after, world.visitor_id, f"user.{action}", "user", target)
+        if "status" in values:
+            past = {"approve": "approved", "reject": "rejected", "suspend": "suspended", "reinstate": "reinstated"}
+            state = _notified(state, before, after, target, f"account_{past[action]}")
+        return state
 
     return effect
 
@@ -246,8 +314,8 @@ def _target_becomes(endpoint, **values):
 @dataclass(frozen=True)
 class Route:
     """One endpoint: its URL ({document}, {autodoc}, {target} stand for ids), its methods,
-    who it is for ("public", "login_form", "standing", "logout", "polling" or a role's
-    area), whether its URL names a document (or one of its autodocs), and for POST the
+    who it is for ("public", "login_form", "standing", "logout", "polling", "ops" or a
+    role's area), whether its URL names a document (or one of its autodocs), and for POST the
     valid form, where success redirects and what it changes."""
 
     endpoint: str
@@ -255,6 +323,7 @@ class Route:
     methods: frozenset
     access: str
     document: bool = False
+    notification: bool = False  # the URL names the assigned editor's notification
     target: tuple | None = None  # (role, status) of the account an admin decision is taken on
     form: object = None  # world -> valid form data
     success: object = None  # (world, state after) -> Location of a successful POST
@@ -263,7 +332,7 @@ class Route:
     def allowed_visitor(self):
         """The visitor the route is for (the CSRF, 405 and tampered-id tests use them)."""
         return {"sponsor": "owner", "editor": "assigned_editor", "admin": "admin",
-                "logout": "owner", "polling": "owner"}.get(self.access, "anonymous")
+                "logout": "owner", "polling": "owner", "notifications": "assigned_editor"}.get(self.access, "anonymous")
 
 
 def _admin_decision(action, target, status, reason=None):
@@ -271,7 +340,7 @@ def _admin_decision(action, target, status, reason=None):
     return Route(
         endpoint, f"/admin/users/{{target}}/{action}", POST, "admin", target=target,
         form=lambda w: {"reason": reason} if reason else {}, success=lambda w, after: "/admin/users",
-        effect=_target_becomes(endpoint, status=status, decision_reason=reason),
+        effect=_target_becomes(endpoint, action, status=status, decision_reason=reason),
     )
 
 
@@ -279,6 +348,9 @@ GET, POST, BOTH = frozenset({"GET"}), frozenset({"POST"}), frozenset({"GET", "PO
 _ROUTES = [
     Route("main.index", "/", GET, "public"),
     Route("main.autodoc_status", "/autodocs/{autodoc}/status", GET, "polling", document=True),
+    Route("ops.healthz", "/healthz", GET, "ops"),
+    Route("ops.readyz", "/readyz", GET, "ops"),
+    Route("ops.metrics", "/metrics", GET, "ops"),  # open in testing; test_ops checks the production rules
     Route("auth.login", "/auth/login", BOTH, "login_form",
           form=lambda w: {"email": w.owner_email, "password": DEFAULT_PASSWORD},
           success=lambda w, after: "/"),
@@ -306,9 +378,18 @@ _ROUTES = [
     Route("editor.dashboard", "/editor/", GET, "editor"),
     Route("editor.documents", "/editor/documents", GET, "editor"),
     Route("editor.document", "/editor/documents/{document}", GET, "editor", document=True),
+    Route("editor.reviews", "/editor/reviews", GET, "editor"),
+    Route("editor.review", "/editor/autodocs/{autodoc}/review", BOTH, "editor", document=True,
+          form=lambda w: {"decision": "approve", "comment": ""}, success=lambda w, after: "/editor/reviews",
+          effect=_verdict_given),
     Route("admin.dashboard", "/admin/", GET, "admin"),
     Route("admin.approvals", "/admin/approvals", GET, "admin"),
     Route("admin.users", "/admin/users", GET, "admin"),
+    Route("admin.documents", "/admin/documents", GET, "admin"),
+    Route("admin.document", "/admin/documents/{document}", GET, "admin"),
+    Route("admin.review", "/admin/autodocs/{autodoc}", GET, "admin"),
+    Route("admin.audit_log", "/admin/audit", GET, "admin"),
+    Route("admin.export_reviews", "/admin/reviews.jsonl", GET, "admin"),
     Route("admin.regenerate_autodoc", "/admin/autodocs/{autodoc}/regenerate", POST, "admin",
           form=lambda w: {}, success=lambda w, after: "/admin/", effect=_autodoc_requeued),
     _admin_decision("approve", ("editor", "pending"), "approved"),
@@ -317,7 +398,12 @@ _ROUTES = [
     _admin_decision("reinstate", ("editor", "suspended"), "approved"),
     Route("admin.change_role", "/admin/users/{target}/role", POST, "admin", target=("editor", "approved"),
           form=lambda w: {"role": "sponsor"}, success=lambda w, after: "/admin/users",
-          effect=_target_becomes("admin.change_role", role="sponsor")),
+          effect=_target_becomes("admin.change_role", "change_role", role="sponsor")),
+    Route("notifications.index", "/notifications/", GET, "notifications"),
+    Route("notifications.mark_read", "/notifications/{notification}/read", POST, "notifications", notification=True,
+          form=lambda w: {}, success=lambda w, after: "/notifications/", effect=_notification_read),
+    Route("notifications.mark_all_read", "/notifications/read-all", POST, "notifications",
+          form=lambda w: {}, success=lambda w, after: "/notifications/", effect=_all_read),
 ]
 ROUTES = {route.endpoint: route for route in _ROUTES}
 # Files, not pages: test_platform checks what is served there.
@@ -353,6 +439,9 @@ def expected(route, method, world):
         if standing == "anonymous":
             return 200, None
         return (302, HOME[visitor.role]) if standing == "approved" else (302, "/auth/standing")
+    if route.access == "ops":
+        # Probes send no session; a browser that does is treated as anywhere else.
+        return (302, "/auth/standing") if standing == "ended" else (200, None)
     if standing == "ended":  # security.end_session_of_blocked_user, before any view
         return (200, None) if route.access == "standing" else (302, "/auth/standing")
     if route.access == "login_form":
@@ -374,9 +463,11 @@ def expected(route, method, world):
         return log_in
     if standing == "pending":
         return 302, "/auth/standing"
-    if visitor.role != route.access:
+    if route.access != "notifications" and visitor.role != route.access:
         return 403, None
     if route.document and not visitor.related:
+        return 404, None
+    if route.notification and visitor.relation != "assigned":
         return 404, None
     return allowed
 
@@ -507,7 +598,7 @@ def test_tampered_ids_are_404_never_500(app, world, endpoint):
     w = world(route.allowed_visitor())
     before = snapshot(app)
     for bad_id in BAD_IDS:
-        path = w.path(route, document=bad_id, autodoc=bad_id, target=bad_id)
+        path = w.path(route, document=bad_id, autodoc=bad_id, target=bad_id, notification=bad_id)
         for method in sorted(route.methods):
             assert w.send(w.browser(), route, method, path).status_code == 404, (method, path)
     assert snapshot(app) == before

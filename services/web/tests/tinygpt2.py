@@ -54,7 +54,6 @@ def build_tiny_gpt2(path):
 
     Returns `path`. Imports are local so that collecting tests stays cheap.
     """
-    import tensorflow as tf
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2TokenizerFast, TFGPT2LMHeadModel
 
@@ -71,12 +70,29 @@ def build_tiny_gpt2(path):
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    tf.keras.utils.set_random_seed(SEED)
     model = TFGPT2LMHeadModel(config)
-    model(model.dummy_inputs)  # creates the weights, from the seeded initialisers
+    model(model.dummy_inputs)  # creates the weights
+    _initialise(model, config.initializer_range)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def _initialise(model, initializer_range):
+    """GPT-2's own initialisation (normal(0, initializer_range) matrices, zero biases, unit layer
+    norms), drawn from numpy with SEED. TensorFlow's seeded initialisers also depend on how many
+    random ops the process ran before, so the model would change with the tests that ran first."""
+    import numpy as np
+
+    for index, weight in enumerate(model.weights):
+        name = weight.name
+        if "gamma" in name:
+            value = np.ones(weight.shape)
+        elif "beta" in name or "bias" in name:
+            value = np.zeros(weight.shape)
+        else:
+            value = np.random.default_rng([SEED, index]).normal(0.0, initializer_range, weight.shape)
+        weight.assign(value.astype(weight.dtype.as_numpy_dtype))
 
 
 @pytest.fixture(scope="session")

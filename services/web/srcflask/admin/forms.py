@@ -1,31 +1,50 @@
-"""Admin forms: the user list's filters (a GET form) and the decisions' inputs."""
+"""Admin forms: the filters of the user list and of the audit log (GET forms) and the
+decisions' inputs."""
 from flask_wtf import FlaskForm
-from wtforms import SearchField, SelectChoice, SelectField, TextAreaField
-from wtforms.validators import Length, Optional
+from wtforms import DateField, SearchField, SelectChoice, SelectField, TextAreaField
+from wtforms.validators import Length, Optional, ValidationError
 
 from ..models import ROLES, STATUSES
-from ..services import users
+from ..services import audit, users
 
 
 def _choices(anything, values):
     return [SelectChoice("", anything), *(SelectChoice(value, value.title()) for value in values)]
 
 
-class UserFilterForm(FlaskForm):
-    """Search and filters of the user list. A GET form: it changes nothing, so no CSRF."""
+class _FilterForm(FlaskForm):
+    """Search and filters of a list. A GET form: it changes nothing, so no CSRF."""
 
     class Meta:
         csrf = False
 
+    def value(self, name):
+        """The field's value when it is valid, else "" (an unusable filter is ignored)."""
+        field = self[name]
+        if field.errors or field.data is None:
+            return ""
+        return field.data.strip() if isinstance(field.data, str) else field.data
+
+
+class UserFilterForm(_FilterForm):
     q = SearchField("Search", validators=[Optional(), Length(max=200)],
                     render_kw={"placeholder": "Name, email or organization"})
     role = SelectField("Role", choices=_choices("Any role", ROLES), validators=[Optional()])
     status = SelectField("Status", choices=_choices("Any status", STATUSES), validators=[Optional()])
 
-    def value(self, name):
-        """The field's value when it is valid, else "" (an unusable filter is ignored)."""
-        field = self[name]
-        return (field.data or "").strip() if not field.errors else ""
+
+class AuditFilterForm(_FilterForm):
+    actor = SearchField("Actor", validators=[Optional(), Length(max=200)],
+                        render_kw={"placeholder": "Name or email, or “system”"})
+    action = SelectField("Action", choices=[SelectChoice("", "Any action"),
+                                            *(SelectChoice(key, label) for key, label in audit.ACTIONS.items())],
+                         validators=[Optional()])
+    since = DateField("From", validators=[Optional()])
+    until = DateField("To", validators=[Optional()])
+
+    def validate_until(self, field):
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("The end date is before the start date.")
 
 
 class DecisionForm(FlaskForm):

@@ -1,6 +1,9 @@
 """The admin's pages: an overview, the approval queue, the user list, and the decisions
-(approve, reject, suspend, reinstate, change role), each a POST that redirects back."""
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+(approve, reject, suspend, reinstate, change role), each a POST that redirects back; every
+document and review, read-only; the audit log; the export of reviewed autodocs."""
+import datetime as dt
+
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
@@ -8,10 +11,17 @@ from sqlalchemy.orm import joinedload
 from ..extensions import db
 from ..models import Autodoc, User
 from ..security import is_safe_next
-from ..services import autodoc_queue, users
-from ..services.documents import MAX_PAGE
+from ..services import audit, autodoc_queue, reviews, users
+from ..services.documents import (
+    all_documents,
+    clean_query,
+    document_history,
+    get_any_document_or_404,
+    get_autodoc_or_404,
+)
+from ..services.pages import paginate
 from . import bp
-from .forms import DecisionForm, RoleForm, UserFilterForm
+from .forms import AuditFilterForm, DecisionForm, RoleForm, UserFilterForm
 
 
 @bp.get("/")
@@ -25,7 +35,7 @@ def regenerate_autodoc(autodoc_id):
     """Queue a new attempt at a failed (or any) autodoc's revision; older text is kept."""
     autodoc = db.session.get(Autodoc, autodoc_id) or abort(404)
     try:
-        autodoc_queue.queue_regeneration(autodoc.revision)
+        autodoc_queue.queue_regeneration(autodoc.revision, by=current_user)
     except autodoc_queue.AlreadyQueued as notice:
         flash(str(notice), "info")
     else:
@@ -63,9 +73,7 @@ def user_list():
 
 
 def _paginate(query):
-    number = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
-    per_page = current_app.config["PAGE_SIZE"]
-    return db.paginate(query, page=number, per_page=per_page, max_per_page=per_page, error_out=False)
+    return paginate(query, request.args.get("page", 1, type=int))
 
 
 def _last_page(page):
@@ -134,3 +142,51 @@ def change_role(user_id):
     user = _target(user_id)
     role = RoleForm().role.data
     return _apply(f"{user.name}'s role is now {role}.", users.change_role, user, role)
+
+
+# --- documents and reviews, read-only ---------------------------------------------------------
+
+@bp.get("/documents", endpoint="documents")
+def document_list():
+    q = clean_query(request.args.get("q"))
+    page = all_documents(q, request.args.get("page", 1, type=int))
+    return render_template("admin/documents.html", page=page, q=q)
+
+
+@bp.get("/documents/<int:document_id>")
+def document(document_id):
+    document = get_any_document_or_404(document_id)
+    revisions, progress = document_history(document)
+    return render_template("admin/document.html", document=document, revisions=revisions, progress=progress)
+
+
+@bp.get("/autodocs/<int:autodoc_id>")
+def review(autodoc_id):
+    """An autodoc's review page as its editor sees it, without the verdict form."""
+    autodoc = get_autodoc_or_404(autodoc_id, current_user)
+    document = get_any_document_or_404(autodoc.revision.document_id)
+    return render_template("admin/review.html", review=reviews.review_of(autodoc, document))
+
+
+# --- the audit log and the evaluation data ---------------------------------------------------
+
+@bp.get("/audit")
+def audit_log():
+    form = AuditFilterForm(request.args)
+    form.validate()
+    query = audit.events_query(actor=form.value("actor"), action=form.value("action"),
+                               since=form.value("since"), until=form.value("until"))
+    page = _paginate(query)
+    return render_template("admin/audit.html", page=page, form=form, actions=audit.ACTIONS)
+
+
+@bp.get("/reviews.jsonl")
+def export_reviews():
+    """Every reviewed autodoc as JSON Lines, streamed from a server-side cursor: the data a
+    team needs to judge or fine-tune the writer, however large."""
+    filename = f"reviewed-autodocs-{dt.date.today().isoformat()}.jsonl"
+    return Response(
+        stream_with_context(reviews.export_lines()),
+        mimetype="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -5,7 +5,7 @@ from flask_login import current_user, login_user, logout_user
 
 from ..extensions import db, limiter
 from ..security import ENDED_STANDINGS, is_safe_next
-from ..services import users
+from ..services import notifications, users
 from . import bp
 from .forms import LoginForm, SignupForm
 
@@ -49,8 +49,11 @@ def login():
         if user is None:
             failed = True
         elif user.status in ENDED_STANDINGS:
-            # Not logged in: the standing page explains why, as it does when a session ends.
-            session["standing"] = {"status": user.status, "reason": user.decision_reason or ""}
+            # Not logged in: the standing page explains why, as it does when a session ends,
+            # and shows the account notifications they cannot read in the app any more.
+            notices = notifications.deliver_account_notices(user)
+            db.session.commit()
+            session["standing"] = {"status": user.status, "reason": user.decision_reason or "", "notices": notices}
             return redirect(url_for("auth.standing"))
         else:
             session.pop("standing", None)
@@ -83,4 +86,5 @@ def standing():
     ended = session.get("standing")
     if not ended:
         return redirect(url_for("auth.login"))
-    return render_template("auth/standing.html", status=ended["status"], reason=ended["reason"])
+    return render_template("auth/standing.html", status=ended["status"], reason=ended["reason"],
+                           notices=notifications.account_notices(ended.get("notices", [])))

@@ -6,6 +6,8 @@ from ..services.documents import get_autodoc_or_404
 from . import bp
 
 HOME_BY_ROLE = {"sponsor": "sponsor.dashboard", "editor": "editor.dashboard", "admin": "admin.dashboard"}
+# Where each role reviews an autodoc (the editor gives verdicts; the admin reads them).
+REVIEW_BY_ROLE = {"editor": "editor.review", "admin": "admin.review"}
 
 
 @bp.get("/")
@@ -36,6 +38,7 @@ def autodoc_status(autodoc_id):
         status=autodoc.status,
         position=progress.position if progress else None,
         eta_seconds=progress.eta_seconds if progress else None,
-        html=str(render(autodoc, progress, regenerate=current_user.role == "sponsor")),
+        html=str(render(autodoc, progress, regenerate=current_user.role == "sponsor",
+                        review_endpoint=REVIEW_BY_ROLE.get(current_user.role))),
         badge=str(badge(autodoc)),
     )

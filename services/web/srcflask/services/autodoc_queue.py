@@ -7,6 +7,10 @@ a conditional UPDATE on (id, attempt_token, status='running'): a worker whose le
 and whose job was claimed again finds its token gone and its late result is refused, so
 each job is written exactly once however many processes and machines run writers.
 
+The write that finishes a job also tells the people on its document (the editor: there
+is text to review; the sponsor: the writer gave up), in the same transaction and only
+when that write won, so each finished job is announced exactly once.
+
 All times come from the database clock, the one clock every writer shares.
 """
 import datetime as dt
@@ -21,6 +25,7 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..models import Document
 from ..static.data.processeddata.models import Autodoc, Revision
+from . import audit, notifications
 
 DIED_MESSAGE = "The writer stopped {attempts} times while writing this autodoc."
 
@@ -80,12 +85,14 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
 
 
 def _fail_exhausted_expired_jobs(now, max_attempts):
-    db.session.execute(
+    failed = db.session.scalars(
         update(Autodoc)
         .where(Autodoc.status == "running", Autodoc.lease_expires_at < now, Autodoc.attempts >= max_attempts)
         .values(status="failed", finished_at=now, lease_expires_at=None, attempt_token=None,
                 error=DIED_MESSAGE.format(attempts=max_attempts))
-    )
+        .returning(Autodoc.id)
+    ).all()
+    notifications.autodocs_finished(failed, notifications.AUTODOC_FAILED)
 
 
 def extend_leases(jobs, lease_seconds):
@@ -109,22 +116,28 @@ def complete_job(job, prompt, continuation, stamp):
         _own(job).values(status="done", prompt=prompt, continuation=continuation, stamp=stamp,
                          finished_at=func.now(), lease_expires_at=None, error=None)
     )
+    written = result.rowcount == 1
+    if written:
+        notifications.autodocs_finished([job.autodoc_id], notifications.AUTODOC_READY)
     db.session.commit()
-    return result.rowcount == 1
+    return written
 
 
 def fail_job(job, reason, max_attempts):
-    """Give the job back to the queue, or mark it failed once its attempts are used up."""
+    """Give the job back to the queue, or mark it failed once its attempts are used up
+    (then its sponsor is told). False (nothing written) when this attempt lost its claim."""
     exhausted = Autodoc.attempts >= max_attempts
-    result = db.session.execute(
+    status = db.session.scalar(
         _own(job).values(
             status=case((exhausted, "failed"), else_="queued"),
             finished_at=case((exhausted, func.now()), else_=None),
             error=reason[:2000], attempt_token=None, lease_expires_at=None,
-        )
+        ).returning(Autodoc.status)
     )
+    if status == "failed":
+        notifications.autodocs_finished([job.autodoc_id], notifications.AUTODOC_FAILED)
     db.session.commit()
-    return result.rowcount == 1
+    return status is not None
 
 
 def _own(job):
@@ -137,8 +150,9 @@ class AlreadyQueued(Exception):
     """A regenerate asked for while the revision's newest autodoc is still waiting or being written."""
 
 
-def queue_regeneration(revision):
-    """A new attempt at the revision's autodoc; older attempts and their text are kept."""
+def queue_regeneration(revision, by=None):
+    """A new attempt at the revision's autodoc, asked for `by` a user (None: the system);
+    older attempts and their text are kept, and the request is audited."""
     latest = db.session.execute(
         select(Autodoc.generation, Autodoc.status).where(Autodoc.revision_id == revision.id)
         .order_by(Autodoc.generation.desc()).limit(1)
@@ -148,6 +162,8 @@ def queue_regeneration(revision):
     autodoc = Autodoc(revision_id=revision.id, generation=(latest.generation if latest else 0) + 1, status="queued")
     db.session.add(autodoc)
     db.session.flush()
+    audit.record(by, "autodoc.regenerate", "autodoc", autodoc.id, document_id=revision.document_id,
+                 title=revision.title, version=revision.version, generation=autodoc.generation)
     return autodoc
 
 

@@ -2,7 +2,8 @@
 
 Every save writes the document, a Revision (the text exactly as saved) and a queued
 Autodoc (the writer's job for that text) in the caller's transaction, which commits once:
-a failure anywhere leaves nothing behind. Edits use optimistic locking in the UPDATE
+a failure anywhere leaves nothing behind. Each change is audited, and an editor who is
+given a document is told so, in that same transaction. Edits use optimistic locking in the UPDATE
 itself, so two saves based on the same version can never both win, whichever process
 they run in. Functions here flush, never commit.
 """
@@ -11,22 +12,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Bundle, aliased, contains_eager, joinedload, selectinload
 
 from ..extensions import db
+from . import audit, notifications
 from .autodoc_queue import progress_of
-from ..models import Autodoc, Document, Retention, Revision, User
+from .pages import MAX_PAGE, paginate  # noqa: F401  (MAX_PAGE: re-exported; the lists here clamp to it)
+from ..models import Autodoc, Document, Retention, Revision, User, Verdict
 from ..static.data.processeddata.models import AUTODOC_STATUSES
 
 TITLE_MAX_CHARS = Document.__table__.c.title.type.length
 QUERY_MAX_CHARS = TITLE_MAX_CHARS  # a longer search could not match any title anyway
-# Past this, a page number is a typo or a probe; clamping keeps OFFSET a sane number.
-MAX_PAGE = 100_000
 QUEUED = "queued"
 
-# For each role: the retention column that ties its users to a document, the column of
-# the other party their lists show, and that party's name in the rows. Admins hold none.
-_SIDES = {
-    "sponsor": (Retention.sponsor_id, Retention.editor_id, "editor_name"),
-    "editor": (Retention.editor_id, Retention.sponsor_id, "sponsor_name"),
-}
+# For each role: the retention column that ties its users to a document. Admins hold none.
+_OWN = {"sponsor": Retention.sponsor_id, "editor": Retention.editor_id}
 
 
 class DocumentError(Exception):
@@ -146,6 +143,9 @@ def create_document(sponsor, editor_id, title, body):
     db.session.flush()
     _queue_revision(document.id, document.version, title, body, sponsor)
     db.session.flush()
+    audit.record(sponsor, "document.create", "document", document.id, title=title, editor_id=editor.id,
+                 editor=editor.name)
+    notifications.document_assigned(document, editor, sponsor)
     return document
 
 
@@ -174,6 +174,7 @@ def update_document(document, expected_version, title, body, saved_by):
         raise EditConflict(document)
     _queue_revision(document.id, document.version, title, body, saved_by)
     db.session.flush()
+    audit.record(saved_by, "document.edit", "document", document.id, title=title, version=document.version)
     return document
 
 
@@ -186,9 +187,13 @@ def reassign_editor(document, editor_id, actor):
     editor = _approved_editor(editor_id)
     if editor.id == retention.editor_id:
         raise NoChanges(f"{editor.name} is already this document's editor.")
+    previous = retention.editor
     retention.editor = editor
     retention.assigned_at = func.now()
     db.session.flush()
+    audit.record(actor, "document.reassign_editor", "document", document.id, title=document.title,
+                 from_editor_id=previous.id, from_editor=previous.name, editor_id=editor.id, editor=editor.name)
+    notifications.document_assigned(document, editor, actor)
     return editor
 
 
@@ -197,7 +202,7 @@ def reassign_editor(document, editor_id, actor):
 def get_document_or_404(document_id, user):
     """The document if `user` is its sponsor or its assigned editor, with its retention,
     sponsor and editor loaded; 404 for everyone else, so that existence is not revealed."""
-    own = _SIDES.get(user.role, (None,))[0]
+    own = _OWN.get(user.role)
     if own is None:
         abort(404)
     document = db.session.scalar(
@@ -208,6 +213,18 @@ def get_document_or_404(document_id, user):
             contains_eager(Document.retention).joinedload(Retention.sponsor),
             contains_eager(Document.retention).joinedload(Retention.editor),
         )
+    )
+    if document is None:
+        abort(404)
+    return document
+
+
+def get_any_document_or_404(document_id):
+    """Any document, for the admin's read-only pages, loaded like get_document_or_404's."""
+    document = db.session.get(
+        Document, document_id,
+        options=[joinedload(Document.retention).joinedload(Retention.sponsor),
+                 joinedload(Document.retention).joinedload(Retention.editor)],
     )
     if document is None:
         abort(404)
@@ -226,11 +243,13 @@ def get_autodoc_or_404(autodoc_id, user):
 
 
 def document_revisions(document):
-    """The document's revisions, newest first, with their savers and autodocs (2 queries)."""
+    """The document's revisions, newest first, with their savers and autodocs, and each
+    autodoc's current verdict and its editor (2 queries)."""
     return db.session.scalars(
         select(Revision)
         .where(Revision.document_id == document.id)
-        .options(joinedload(Revision.saved_by), selectinload(Revision.autodocs))
+        .options(joinedload(Revision.saved_by),
+                 selectinload(Revision.autodocs).joinedload(Autodoc.current_verdict).joinedload(Verdict.editor))
         .order_by(Revision.version.desc())
     ).all()
 
@@ -257,9 +276,21 @@ def _latest_autodoc(column):
     )
 
 
+def _latest_verdict(column):
+    """`column` of the current verdict on the autodoc _latest_autodoc names (NULL while it
+    has none), as a correlated subquery too."""
+    return (
+        select(column)
+        .where(Verdict.current, Verdict.autodoc_id == _latest_autodoc(Autodoc.id))
+        .correlate(Document)
+        .scalar_subquery()
+    )
+
+
 def _documents_of(user, q, page, per_page):
-    own, other, other_name = _SIDES[user.role]
-    person = aliased(User)
+    """A page of document rows: every document for an admin (user None), else the ones
+    the user holds in their role."""
+    sponsor, editor = aliased(User), aliased(User)
     # A Bundle of columns (not the Document entity): a list needs neither the bodies nor
     # one query per row, and db.paginate yields the first column of each result row.
     row = Bundle(
@@ -268,41 +299,50 @@ def _documents_of(user, q, page, per_page):
         Document.title,
         Document.version,
         Document.updated_at,
-        person.name.label(other_name),
+        sponsor.name.label("sponsor_name"),
+        editor.name.label("editor_name"),
         _latest_autodoc(Autodoc.status).label("autodoc_status"),
         _latest_autodoc(Autodoc.id).label("autodoc_id"),
+        _latest_verdict(Verdict.decision).label("verdict"),
+        _latest_verdict(Verdict.comment).label("verdict_comment"),
     )
     stmt = (
         select(row)
         .select_from(Document)
         .join(Retention, Retention.document_id == Document.id)
-        .join(person, person.id == other)
-        .where(own == user.id)
+        .join(sponsor, sponsor.id == Retention.sponsor_id)
+        .join(editor, editor.id == Retention.editor_id)
         .order_by(Document.updated_at.desc(), Document.id.desc())
     )
+    if user is not None:
+        stmt = stmt.where(_OWN[user.role] == user.id)
     q = clean_query(q)
     if q:
         stmt = stmt.where(Document.title.icontains(q, autoescape=True))
-    per_page = per_page or current_app.config["PAGE_SIZE"]
-    page = min(max(page or 1, 1), MAX_PAGE)
-    return db.paginate(stmt, page=page, per_page=per_page, max_per_page=per_page, error_out=False, count=True)
+    return paginate(stmt, page, per_page)
 
 
 def sponsor_documents(sponsor, q="", page=1, per_page=None):
     """The sponsor's documents, newest change first, optionally filtered by a title search
     (case-insensitive): a pagination of rows with id, title, version, updated_at,
-    editor_name and autodoc_status. Three queries whatever the number of documents."""
+    sponsor_name, editor_name, and the status, verdict and verdict_comment of the current
+    version's newest autodoc. Three queries whatever the number of documents."""
     return _documents_of(sponsor, q, page, per_page)
 
 
 def editor_documents(editor, q="", page=1, per_page=None):
-    """The documents assigned to the editor, like sponsor_documents but with sponsor_name."""
+    """The documents assigned to the editor, like sponsor_documents."""
     return _documents_of(editor, q, page, per_page)
+
+
+def all_documents(q="", page=1, per_page=None):
+    """Every document, for the admin, like sponsor_documents."""
+    return _documents_of(None, q, page, per_page)
 
 
 def autodoc_counts(user):
     """How many autodocs of the user's documents (every revision's) are in each status."""
-    own = _SIDES[user.role][0]
+    own = _OWN[user.role]
     counts = dict.fromkeys(AUTODOC_STATUSES, 0)
     counts.update(
         db.session.execute(

@@ -3,7 +3,8 @@ decisions an admin takes on an account.
 
 Sign-up, `flask create-admin` and the admin pages all come through here, so each rule
 (email syntax and uniqueness, password strength, allowed status transitions, never
-losing the last approved admin) has exactly one implementation. Functions here flush,
+losing the last approved admin) has exactly one implementation. An admin's decision is
+audited and the user is notified of it in the same transaction. Functions here flush,
 never commit: the caller (a view or a command) commits once.
 """
 import functools
@@ -18,6 +19,7 @@ from zxcvbn import zxcvbn
 from ..extensions import db
 from ..models import ROLES, SELF_SERVICE_ROLES, STATUSES, Autodoc, Document, Retention, User
 from ..static.data.processeddata.models import AUTODOC_STATUSES
+from . import audit, notifications
 
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 128
@@ -192,11 +194,15 @@ def decide(user, action, *, by, reason=None):
         )
     if status != "approved" and _is_last_approved_admin(user):
         raise DecisionRefused(f"{user.name} is the last approved admin and cannot be {PAST_TENSE[action]}.")
+    previous = user.status
     user.status = status
     user.decided_at = func.now()
     user.decided_by_id = by.id
     user.decision_reason = (reason or "").strip() or None
     db.session.flush()
+    audit.record(by, f"user.{action}", "user", user.id, name=user.name, email=user.email,
+                 from_status=previous, status=status, reason=user.decision_reason)
+    notifications.account_decided(user, action, user.decision_reason)
 
 
 def change_role(user, role, *, by):
@@ -216,8 +222,11 @@ def change_role(user, role, *, by):
             f"{user.name} is still the {user.role} of {held} document{'s' if held != 1 else ''}, "
             "so their role cannot change."
         )
+    previous = user.role
     user.role = role
     db.session.flush()
+    audit.record(by, "user.change_role", "user", user.id, name=user.name, email=user.email,
+                 from_role=previous, role=role)
 
 
 def _with_article(role):

@@ -113,7 +113,7 @@ def regenerate_autodoc(autodoc_id):
     """Queue a new attempt at this autodoc's revision; the older text stays on the page."""
     autodoc = get_autodoc_or_404(autodoc_id, current_user)
     try:
-        queue_regeneration(autodoc.revision)
+        queue_regeneration(autodoc.revision, by=current_user)
     except AlreadyQueued as notice:
         flash(str(notice), "info")
     else:

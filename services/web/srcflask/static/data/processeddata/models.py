@@ -67,3 +67,14 @@ class Autodoc(db.Model):
     finished_at: Mapped[TimestampOrNone]
 
     revision: Mapped[Revision] = relationship(back_populates="autodocs")
+    # The editor's standing verdict (models.Verdict); earlier ones are kept, not current.
+    current_verdict = relationship(
+        "Verdict", primaryjoin="and_(Verdict.autodoc_id == Autodoc.id, Verdict.current)",
+        viewonly=True, uselist=False,
+    )
+
+    @property
+    def stale(self):
+        """True once the document was saved again after this autodoc's revision: the text it
+        was written from is no longer the document's. Derived, never stored."""
+        return self.revision.version < self.revision.document.version

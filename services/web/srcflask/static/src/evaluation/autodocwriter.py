@@ -11,10 +11,8 @@ work is laid out, which is where the time goes on a 2-core CPU:
   `generate` with left padding.
 * The prompt is run once per document, not once per beam: all beams share its keys and values.
   `generate` repeats the prompt num_beams times and copies the whole cache on every step.
-* The cache of generated tokens is never copied. Each step writes its keys/values in place into a
-  fixed slot (beam k of step s), and every beam keeps the list of slots that hold its ancestors;
-  when beams are reselected only that small list is reordered (`generate` gathers the whole cache
-  every step). Attention picks a beam's slots with a 0/1 one-hot product, which is exact.
+* Each step writes its keys/values in place into a fixed-size cache, and only the generated part of
+  the cache follows the beams when they are reselected.
 * transformers' n-gram ban cannot run under XLA; ngramban.py is the same rule in tensor form.
 
 The model's own layers (embeddings, layer norms, projections, MLPs, and the whole transformer for the
@@ -56,7 +54,12 @@ class AutodocWriter:
 
     Calls to `write` and `warm_up` are serialised by a lock: the compiled programs and TensorFlow's
     thread pools are meant for one writer thread at a time, and parallel calls would only fight over
-    the same cores.
+    the same cores. TensorFlow's thread counts are process-wide and set when the model is loaded
+    (load_model's intra_op_threads/inter_op_threads).
+
+    `batch_sizes` are the batch shapes warm_up compiles (each costs seconds of compilation and some
+    memory); `write` drains its prompts in batches of the largest and pads the last batch up to the
+    smallest size that holds it.
     """
 
     def __init__(self, loaded_model, max_new_tokens=60, context_tokens=64, num_beams=5,
@@ -69,7 +72,10 @@ class AutodocWriter:
             raise ValueError(f"context_tokens + max_new_tokens ({context_tokens} + {max_new_tokens}) exceeds "
                              f"the model's {config.n_positions} positions")
         if num_beams < 2 or no_repeat_ngram_size < 1 or max_new_tokens < 1 or not batch_sizes:
-            raise ValueError("num_beams >= 2, no_repeat_ngram_size >= 1, max_new_tokens >= 1 and a batch size needed")
+            raise ValueError("beam search needs num_beams >= 2, no_repeat_ngram_size >= 1, max_new_tokens >= 1 "
+                             "and at least one batch size")
+        if generation.eos_token_id is None:
+            raise ValueError("the model's generation config has no eos_token_id")
         unsupported = [name for name, neutral in _UNSUPPORTED.items() if getattr(generation, name, None) not in neutral]
         if unsupported:
             raise ValueError(f"the model's generation config sets {', '.join(unsupported)}, which this writer "
@@ -169,7 +175,7 @@ class AutodocWriter:
 
         heads = self.loaded.model.config.n_head
         head_dim = self.loaded.model.config.n_embd // heads
-        # Per layer, keys and values of the generated tokens: (batch, heads, slot, step, head_dim).
+        # Per layer, keys and values of the generated tokens: (batch, heads, beams, step, head_dim).
         empty = tf.zeros((batch, heads, beams, new_tokens, head_dim))
         state = {
             "generated": tf.constant(0),
@@ -180,8 +186,6 @@ class AutodocWriter:
             "scores": tf.fill((batch, beams), _NEG),
             "finished": tf.zeros((batch, beams), tf.bool),
             "cache": [(empty, empty) for _ in transformer.h],
-            # ancestry[b, k, s]: the cache slot holding the keys/values of beam k's token at step s.
-            "ancestry": tf.zeros((batch, beams, new_tokens), tf.int32),
         }
         state = self._select(state, tf.repeat(first_log_probs[:, None, :], beams, axis=1), ban_start, prompt_len)
 
@@ -194,8 +198,8 @@ class AutodocWriter:
             return (state["generated"] < new_tokens) & ~tf.reduce_all(state["finished"]) & improvable
 
         def step(state):
-            log_probs = tf.nn.log_softmax(self._decode(state, real_len, prompt_cache, prompt_bias))
-            return [self._select(state, log_probs, ban_start, prompt_len)]
+            logits, cache = self._decode(state, real_len, prompt_cache, prompt_bias)
+            return [self._select(dict(state, cache=cache), tf.nn.log_softmax(logits), ban_start, prompt_len)]
 
         (state,) = tf.while_loop(lambda state: keep_going(state), step, [state],
                                  maximum_iterations=new_tokens - 1)
@@ -209,8 +213,8 @@ class AutodocWriter:
         return self._tf.matmul(hidden, self.loaded.model.transformer.wte.embeddings, transpose_b=True)
 
     def _decode(self, state, real_len, prompt_cache, prompt_bias):
-        """Logits (batch, beams, vocab) after feeding each beam's last token; writes its keys/values
-        into the cache in `state` (slot generated-1)."""
+        """Feed each beam its last token: the logits (batch, beams, vocab) for the next one, and the
+        cache with this token's keys/values written at step generated-1."""
         tf = self._tf
         model = self.loaded.model
         transformer = model.transformer
@@ -219,19 +223,13 @@ class AutodocWriter:
         new_tokens = total_len - prompt_bias.shape[-1]
         heads = model.config.n_head
         head_dim = model.config.n_embd // heads
-        slot = generated - 1
+        step = generated - 1
 
         tokens = tf.reshape(running[:, :, total_len - new_tokens - 1 + generated], (batch * beams, 1))
-        positions = tf.reshape(tf.repeat(real_len, beams) + slot, (batch * beams, 1))
+        positions = tf.reshape(tf.repeat(real_len, beams) + step, (batch * beams, 1))
         x = transformer.wte(tokens) + transformer.wpe(positions)
-        # Unfilled cache slots are masked out; prompt padding is masked by prompt_bias.
-        gen_bias = tf.where(tf.range(new_tokens) <= slot, 0.0, _NEG)[None, None, None, :]
-        # This step's token lives in the beam's own slot; earlier ones where the ancestry says.
-        ancestry = tf.where(tf.range(new_tokens)[None, None, :] == slot, tf.range(beams)[None, :, None],
-                            state["ancestry"])
-        state["ancestry"] = ancestry
-        # pick[b, 0, k, j, n] = 1 when slot j holds beam k's token of step n.
-        pick = tf.transpose(tf.one_hot(ancestry, beams), [0, 1, 3, 2])[:, None]
+        # Steps not generated yet are masked out; prompt padding is masked by prompt_bias.
+        gen_bias = tf.where(tf.range(new_tokens) <= step, 0.0, _NEG)[None, None, None, :]
         scale = tf.math.sqrt(tf.cast(head_dim, tf.float32))
         new_cache = []
         for block, layer_prompt, (keys, values) in zip(transformer.h, prompt_cache, state["cache"]):
@@ -240,34 +238,28 @@ class AutodocWriter:
             # caches, so every product below is a plain batched matmul over (batch, heads).
             query, key, value = (tf.transpose(tf.reshape(t, (batch, beams, heads, head_dim)), [0, 2, 1, 3])
                                  for t in tf.split(block.attn.c_attn(a), 3, axis=2))
-            keys = _write_slot(keys, key, slot)
-            values = _write_slot(values, value, slot)
+            keys = _write_step(keys, key, step)
+            values = _write_step(values, value, step)
             new_cache.append((keys, values))
             prompt_keys, prompt_values = layer_prompt[0], layer_prompt[1]
             prompt_scores = tf.matmul(query, prompt_keys, transpose_b=True) / scale + prompt_bias
-            # Scores against every slot of every step, then each beam keeps its ancestors' (exact:
-            # `pick` is 0/1 and only one slot per step is non-zero).
-            all_scores = tf.reshape(tf.matmul(query, _flat(keys), transpose_b=True),
-                                    (batch, heads, beams, beams, new_tokens))
-            own_scores = tf.reduce_sum(all_scores * pick, axis=3) / scale + gen_bias
+            # (batch, heads, beams, 1, head_dim) x (batch, heads, beams, head_dim, steps): each beam's own cache.
+            own_scores = tf.matmul(query[:, :, :, None, :], keys, transpose_b=True)[:, :, :, 0, :] / scale + gen_bias
             # + 1e-9 as in transformers' stable_softmax, so the arithmetic stays the same.
             weights = tf.nn.softmax(tf.concat([prompt_scores, own_scores], axis=-1) + 1e-9, axis=-1)
             prompt_len = prompt_keys.shape[2]
-            own_weights = weights[..., prompt_len:][:, :, :, None, :] * pick
             attended = (tf.matmul(weights[..., :prompt_len], prompt_values)
-                        + tf.matmul(tf.reshape(own_weights, (batch, heads, beams, beams * new_tokens)),
-                                    _flat(values)))  # (batch, heads, beams, head_dim)
+                        + tf.matmul(weights[..., prompt_len:][:, :, :, None, :], values)[:, :, :, 0, :])
             attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), (batch * beams, 1, heads * head_dim))
             x = x + block.attn.c_proj(attended)
             x = x + block.mlp(block.ln_2(x), training=False)
-        state["cache"] = new_cache
         hidden = transformer.ln_f(x)
-        return tf.reshape(self._logits(tf.reshape(hidden, (batch * beams, -1))), (batch, beams, -1))
+        return tf.reshape(self._logits(tf.reshape(hidden, (batch * beams, -1))), (batch, beams, -1)), new_cache
 
     def _select(self, state, log_probs, ban_start, prompt_len):
         """One beam-search update (steps 2 to 8 of TFGenerationMixin.beam_search): ban repeated
         n-grams, keep the 2*beams best candidates, move finished ones to `sequences`, reorder the
-        running beams and their ancestry."""
+        running beams and their cache."""
         tf = self._tf
         running = state["running"]
         batch, beams, total_len = running.shape
@@ -306,23 +298,17 @@ class AutodocWriter:
             "sequences": tf.gather(tf.concat([state["sequences"], topk_sequences], axis=1), best, batch_dims=1),
             "scores": tf.gather(merged_scores, best, batch_dims=1),
             "finished": tf.gather(tf.concat([state["finished"], just_finished], axis=1), best, batch_dims=1),
-            "cache": state["cache"],
-            "ancestry": tf.gather(state["ancestry"], parents, batch_dims=1),
+            # The generated part of the cache follows its beams; the prompt part is shared.
+            "cache": [(tf.gather(keys, parents, axis=2, batch_dims=1), tf.gather(values, parents, axis=2, batch_dims=1))
+                      for keys, values in state["cache"]],
         }
 
 
-def _write_slot(cache, entry, slot):
+def _write_step(cache, entry, step):
     """cache (batch, heads, beams, new_tokens, head_dim) with `entry` (batch, heads, beams, head_dim)
-    written at step `slot`; XLA updates the buffer in place."""
+    written at `step`; XLA updates the buffer in place."""
     import tensorflow as tf
     from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
 
-    return dynamic_update_slice(cache, entry[:, :, :, None, :], tf.stack([0, 0, 0, slot, 0]))
+    return dynamic_update_slice(cache, entry[:, :, :, None, :], tf.stack([0, 0, 0, step, 0]))
 
-
-def _flat(tensor):
-    """A cache (batch, heads, slots, steps, head_dim) as (batch, heads, slots*steps, head_dim)."""
-    import tensorflow as tf
-
-    shape = tensor.shape
-    return tf.reshape(tensor, (shape[0], shape[1], shape[2] * shape[3], shape[4]))

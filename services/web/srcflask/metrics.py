@@ -1,0 +1,126 @@
+"""Prometheus metrics: requests by route, the writer's queue, generation and model load times.
+
+Request metrics are labelled by endpoint (the view's name), never by raw path, so that
+/sponsor/documents/1, /2 ... stay one series. The queue figures are read from the
+database when Prometheus scrapes (one grouped query), not counted in this process: every
+web replica and `flask writer run` process shares that one queue, so any replica reports
+the same truth. Generation seconds are observed by the writer threads of this process.
+
+Metrics live in this process's registry: with one gunicorn worker per container (see
+gunicorn.conf.py) a scrape sees everything the process did.
+"""
+import hmac
+import ipaddress
+import logging
+
+from flask import abort, current_app, request
+from prometheus_client import (CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector,
+                               disable_created_metrics)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.exc import SQLAlchemyError
+
+from .logging_setup import request_seconds
+
+log = logging.getLogger(__name__)
+registry = CollectorRegistry()
+ProcessCollector(registry=registry)
+PlatformCollector(registry=registry)
+
+REQUESTS = Counter(
+    "srcflask_http_requests", "HTTP requests answered, by endpoint, method and status.",
+    ["endpoint", "method", "status"], registry=registry,
+)
+REQUEST_SECONDS = Histogram(
+    "srcflask_http_request_duration_seconds", "Time to answer an HTTP request, by endpoint and method.",
+    ["endpoint", "method"], registry=registry,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# One observation per generate call (a batch of up to WRITER_BATCH_SIZE autodocs); GPT-2
+# beam search on a CPU takes seconds to minutes.
+GENERATION_SECONDS = Histogram(
+    "srcflask_writer_generation_seconds", "Time of one writer generate call (one batch of autodocs).",
+    registry=registry, buckets=(0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+
+
+class _StateCollector:
+    """Figures read at scrape time: the autodocs by status (the queue) and this process's
+    writer model. Runs inside the /metrics request, so it has the app and its session."""
+
+    def collect(self):
+        from .services.autodoc_queue import queue_depth
+        from .static.data.processeddata.models import AUTODOC_STATUSES
+        from .writer import writer_runtime
+
+        database_up = GaugeMetricFamily("srcflask_database_up", "1 when the last scrape could read the database.")
+        try:
+            depth = queue_depth()
+        except SQLAlchemyError as error:
+            from .extensions import db
+
+            db.session.rollback()
+            log.warning("metrics: the database cannot be read: %s", error, extra={"event": "metrics_database_error"})
+            database_up.add_metric([], 0)
+        else:
+            database_up.add_metric([], 1)
+            by_status = GaugeMetricFamily("srcflask_autodocs", "Autodocs by status (the whole queue, all writers).",
+                                          labels=["status"])
+            for status in AUTODOC_STATUSES:
+                by_status.add_metric([status], depth.get(status, 0))
+            yield by_status
+            yield GaugeMetricFamily("srcflask_writer_queue_depth", "Autodocs waiting for a writer.",
+                                    value=depth.get("queued", 0))
+        yield database_up
+
+        info = writer_runtime.loaded_info
+        yield GaugeMetricFamily("srcflask_writer_model_loaded", "1 when this process's writer has loaded its model.",
+                                value=1 if info else 0)
+        if info:
+            yield GaugeMetricFamily("srcflask_writer_model_load_seconds", "Seconds this process took to load the model.",
+                                    value=info["load_seconds"])
+
+
+registry.register(_StateCollector())
+
+
+def record_request(response):
+    endpoint = request.endpoint or "unmatched"
+    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    REQUEST_SECONDS.labels(endpoint, request.method).observe(request_seconds())
+    return response
+
+
+def check_access():
+    """Who may scrape: a request with the METRICS_TOKEN bearer token, or from one of
+    METRICS_ALLOWED_NETWORKS (the client address as ProxyFix sees it). With neither set,
+    as in production by default, the metrics are off and the URL does not exist (404)."""
+    token = current_app.config["METRICS_TOKEN"]
+    networks = allowed_networks(current_app.config["METRICS_ALLOWED_NETWORKS"])
+    if not token and not networks:
+        abort(404)
+    if token:
+        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode()):
+            return
+    if networks and _address_in(request.remote_addr, networks):
+        return
+    abort(403)
+
+
+def allowed_networks(setting):
+    """The networks of a comma-separated setting ("10.0.0.0/8, 127.0.0.1")."""
+    return [ipaddress.ip_network(part.strip(), strict=False) for part in setting.split(",") if part.strip()]
+
+
+def _address_in(address, networks):
+    try:
+        address = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def init_app(app):
+    disable_created_metrics()  # the *_created series only double the output
+    allowed_networks(app.config["METRICS_ALLOWED_NETWORKS"])  # a typo fails at start, not at 3 a.m.
+    app.after_request(record_request)

@@ -1,0 +1,90 @@
+import functools
+import logging
+
+from alembic.script import ScriptDirectory
+from flask import current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
+
+from .. import metrics as app_metrics
+from ..extensions import db
+from ..writer import writer_runtime
+from . import bp
+
+log = logging.getLogger(__name__)
+
+NO_WRITER_HERE = "This process runs no writer (WRITER_IN_PROCESS=0): `flask writer run` processes write the autodocs."
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: the process answers. Touches nothing else, so a database outage never
+    gets a healthy web process restarted."""
+    return _no_store(jsonify(status="ok"))
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: the database answers and its schema is the code's (migrations at head);
+    503 otherwise. The writer's state is reported but does not decide: without a model the
+    site still serves every page and every save, and autodocs wait in the queue."""
+    database, migrations = _schema_state()
+    ready = database["ok"] and migrations["ok"]
+    body = {"status": "ready" if ready else "not ready", "database": database, "migrations": migrations,
+            "writer": _writer_state()}
+    return _no_store(jsonify(body)), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text format; who may read it is metrics.check_access's decision."""
+    app_metrics.check_access()
+    body = generate_latest(app_metrics.registry)
+    return _no_store(current_app.response_class(body, mimetype=CONTENT_TYPE_LATEST))
+
+
+def _schema_state():
+    """(database, migrations) checks from one query: the revision Alembic recorded."""
+    code_heads = _code_heads(current_app.extensions["migrate"].directory)
+    try:
+        applied = sorted(db.session.scalars(text("SELECT version_num FROM alembic_version")))
+    except ProgrammingError:  # no alembic_version table: the database was never migrated
+        db.session.rollback()
+        return {"ok": True}, {"ok": False, "database": [], "code": code_heads,
+                              "detail": "The database has no schema yet: run `flask db upgrade`."}
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        log.warning("readyz: the database cannot be read: %s", error, extra={"event": "readyz_database_error"})
+        # The probe is public: the class of the error only, the details are in the log.
+        return {"ok": False, "detail": f"{type(error).__name__} (details in the log)"}, \
+            {"ok": False, "database": None, "code": code_heads, "detail": "The database cannot be read."}
+    migrations = {"ok": applied == code_heads, "database": applied, "code": code_heads}
+    if not migrations["ok"]:
+        migrations["detail"] = "The database schema is not the code's: run `flask db upgrade`."
+    return {"ok": True}, migrations
+
+
+@functools.cache
+def _code_heads(directory):
+    """The head revision(s) of the migration scripts; read from disk once per process."""
+    return sorted(ScriptDirectory(directory).get_heads())
+
+
+def _writer_state():
+    if not current_app.config["WRITER_IN_PROCESS"]:
+        return {"state": "elsewhere", "detail": NO_WRITER_HERE}
+    info = writer_runtime.loaded_info
+    if info:
+        return {"state": "loaded", "model": info.get("name"), "load_seconds": info.get("load_seconds")}
+    problem = writer_runtime.problem()
+    if problem:
+        return {"state": "unavailable", "detail": problem}
+    if writer_runtime.running:
+        return {"state": "loading", "detail": "The writer is loading and compiling its model."}
+    return {"state": "not running", "detail": "The writer threads of this process are not running."}
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,290 @@
+"""Editors' reviews of autodocs: the queue, verdicts, what a review page compares, and
+the export of reviewed autodocs.
+
+A verdict is given on one autodoc, so it is tied to the exact text the writer wrote and,
+through the autodoc, to the exact revision that text was written from. An autodoc is
+stale once its document was saved again (its revision's version is below the document's):
+derived, never stored. A stale autodoc may be sent back or rejected, never approved.
+A new verdict on the same autodoc replaces the current one and keeps it as history.
+Functions here flush, never commit: the caller commits once.
+"""
+import difflib
+import json
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Bundle, aliased, joinedload
+
+from ..extensions import db
+from ..models import DECISIONS, Document, Retention, User, Verdict
+from ..static.data.processeddata.models import Autodoc, Revision
+from . import audit, notifications
+from .pages import paginate
+
+DECISION_LABELS = {"approve": "Approved", "request_changes": "Changes requested", "reject": "Rejected"}
+COMMENT_MAX_CHARS = 5000
+COMMENT_REQUIRED = "Say what should change: a comment is required to request changes or to reject."
+EXPORT_BATCH = 500
+
+
+class ReviewError(Exception):
+    """A verdict the rules refuse; its message is written for the person who asked."""
+
+
+class InvalidVerdict(ReviewError):
+    """An unknown decision, or a missing or too long comment."""
+
+
+class NotReviewable(ReviewError):
+    """The autodoc has no text to judge yet (queued, being written, or failed)."""
+
+
+class NotTheEditor(ReviewError):
+    """Only the document's assigned editor gives verdicts on its autodocs."""
+
+
+class StaleApproval(ReviewError):
+    """The document changed after this autodoc was written: approving it would approve text
+    written from words the document no longer has. `newest_autodoc_id` is the one to
+    review instead."""
+
+    def __init__(self, version, current_version, newest_autodoc_id):
+        self.newest_autodoc_id = newest_autodoc_id
+        super().__init__(
+            f"This autodoc was written from version {version}, but the document is now at version "
+            f"{current_version}, so it cannot be approved. You can still request changes or reject it; "
+            "to approve, review the newest autodoc."
+        )
+
+
+def comment_error(decision, comment):
+    """Why `comment` cannot go with `decision`, or None (the form and the service share it)."""
+    comment = (comment or "").strip()
+    if decision != "approve" and not comment:
+        return COMMENT_REQUIRED
+    if len(comment) > COMMENT_MAX_CHARS:
+        return f"The comment is too long ({len(comment):,} characters; at most {COMMENT_MAX_CHARS:,})."
+    return None
+
+
+# --- the queue ------------------------------------------------------------------------------
+
+def _awaiting_review(editor, *columns):
+    """SELECT `columns` over the done autodocs of the editor's documents that have no
+    current verdict."""
+    reviewed = select(Verdict.id).where(Verdict.autodoc_id == Autodoc.id, Verdict.current)
+    return (
+        select(*columns)
+        .select_from(Autodoc)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Retention, Retention.document_id == Revision.document_id)
+        .where(Retention.editor_id == editor.id, Autodoc.status == "done", ~reviewed.exists())
+    )
+
+
+def awaiting_review_count(editor):
+    """How many autodocs wait for the editor's verdict, as a scalar subquery (the
+    navigation asks for it with its other counts, in one query per page)."""
+    return _awaiting_review(editor, func.count(Autodoc.id)).scalar_subquery()
+
+
+def review_queue(editor, page=1, per_page=None):
+    """The autodocs waiting for the editor's verdict, oldest first: a pagination of rows
+    with autodoc_id, generation, finished_at, document_id, title, version, sponsor_name
+    and stale. Two queries whatever their number."""
+    sponsor = aliased(User)
+    row = Bundle(
+        "row",
+        Autodoc.id.label("autodoc_id"),
+        Autodoc.generation,
+        Autodoc.finished_at,
+        Document.id.label("document_id"),
+        Document.title,
+        Revision.version,
+        sponsor.name.label("sponsor_name"),
+        (Revision.version < Document.version).label("stale"),
+    )
+    stmt = (
+        _awaiting_review(editor, row)
+        .join(Document, Document.id == Revision.document_id)
+        .join(sponsor, sponsor.id == Retention.sponsor_id)
+        .order_by(Autodoc.finished_at, Autodoc.id)
+    )
+    return paginate(stmt, page, per_page)
+
+
+# --- verdicts -------------------------------------------------------------------------------
+
+def newest_autodoc_id(document_id):
+    """The newest attempt at the autodoc of the document's current version."""
+    return db.session.scalar(
+        select(Autodoc.id)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Document, Document.id == Revision.document_id)
+        .where(Document.id == document_id, Revision.version == Document.version)
+        .order_by(Autodoc.generation.desc())
+        .limit(1)
+    )
+
+
+def give_verdict(autodoc, editor, decision, comment):
+    """Record `editor`'s verdict on `autodoc`, replacing its current one (kept as history),
+    audit it and tell the sponsor. Raises InvalidVerdict, NotReviewable, NotTheEditor or
+    StaleApproval before writing anything."""
+    if decision not in DECISIONS:
+        raise InvalidVerdict("Choose approve, request changes or reject.")
+    problem = comment_error(decision, comment)
+    if problem:
+        raise InvalidVerdict(problem)
+    # Verdicts on one autodoc are taken one after the other, and the document cannot be
+    # saved between the staleness check and the commit (an edit waits for this share lock).
+    db.session.execute(select(Autodoc.id).where(Autodoc.id == autodoc.id).with_for_update())
+    current_version = db.session.scalar(
+        select(Document.version).where(Document.id == autodoc.revision.document_id).with_for_update(read=True)
+    )
+    if autodoc.status != "done":
+        raise NotReviewable(f"This autodoc is {autodoc.status}: there is no text to review yet.")
+    document = autodoc.revision.document
+    if document.retention.editor_id != editor.id:
+        raise NotTheEditor("Only the document's editor can review its autodocs.")
+    version = autodoc.revision.version
+    stale = version < current_version
+    if stale and decision == "approve":
+        raise StaleApproval(version, current_version, newest_autodoc_id(document.id))
+    replaced = db.session.scalar(
+        update(Verdict).where(Verdict.autodoc_id == autodoc.id, Verdict.current)
+        .values(current=False).returning(Verdict.id)
+    )
+    verdict = Verdict(autodoc_id=autodoc.id, editor_id=editor.id, decision=decision, comment=(comment or "").strip())
+    db.session.add(verdict)
+    db.session.flush()
+    audit.record(editor, f"verdict.{decision}", "autodoc", autodoc.id, verdict_id=verdict.id,
+                 document_id=document.id, title=document.title, version=version,
+                 generation=autodoc.generation, stale=stale, comment=verdict.comment, replaces=replaced)
+    notifications.autodoc_reviewed(editor, verdict, autodoc, document)
+    return verdict
+
+
+# --- the review page ------------------------------------------------------------------------
+
+_WORDS = re.compile(r"\s+|\S+\s*")
+
+
+def word_diff(old, new):
+    """The changes from `old` to `new`, word by word: a list of ("equal" | "delete" |
+    "insert", text) whose equal and deleted parts rebuild `old` and whose equal and
+    inserted parts rebuild `new`. A word keeps the whitespace after it, so line breaks
+    survive; Python's str works on code points and \\S keeps combining marks and emoji
+    sequences inside their word."""
+    a, b = _WORDS.findall(old or ""), _WORDS.findall(new or "")
+    # No autojunk: it would treat the most common words as noise and never match them.
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    segments = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            segments.append(("equal", "".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            segments.append(("delete", "".join(a[i1:i2])))
+        if j2 > j1:
+            segments.append(("insert", "".join(b[j1:j2])))
+    return segments
+
+
+@dataclass(frozen=True)
+class Review:
+    """Everything a review page shows about one autodoc."""
+
+    autodoc: Autodoc
+    document: Document
+    stale: bool
+    newest_autodoc_id: int | None
+    previous_revision: Revision | None
+    previous_autodoc: Autodoc | None  # the previous revision's newest written autodoc
+    # word_diff segments; None when there is nothing to compare with (a first version,
+    # or no written autodoc on one side)
+    title_diff: list | None
+    body_diff: list | None
+    autodoc_diff: list | None
+    verdicts: list  # every verdict on the autodoc, newest (the current one) first
+
+
+def review_of(autodoc, document):
+    """The review page of `autodoc` (of `document`, loaded by the caller's access check):
+    four queries."""
+    revision = autodoc.revision
+    previous = db.session.scalar(
+        select(Revision).where(Revision.document_id == document.id, Revision.version == revision.version - 1)
+    )
+    previous_autodoc = None
+    if previous is not None:
+        previous_autodoc = db.session.scalar(
+            select(Autodoc).where(Autodoc.revision_id == previous.id, Autodoc.status == "done")
+            .order_by(Autodoc.generation.desc()).limit(1)
+        )
+    verdicts = db.session.scalars(
+        select(Verdict).where(Verdict.autodoc_id == autodoc.id).options(joinedload(Verdict.editor))
+        .order_by(Verdict.created_at.desc(), Verdict.id.desc())
+    ).all()
+    stale = revision.version < document.version
+    comparable = autodoc.status == "done" and previous_autodoc is not None
+    return Review(
+        autodoc=autodoc,
+        document=document,
+        stale=stale,
+        newest_autodoc_id=newest_autodoc_id(document.id) if stale else autodoc.id,
+        previous_revision=previous,
+        previous_autodoc=previous_autodoc,
+        title_diff=word_diff(previous.title, revision.title) if previous else None,
+        body_diff=word_diff(previous.body, revision.body) if previous else None,
+        autodoc_diff=word_diff(previous_autodoc.continuation, autodoc.continuation) if comparable else None,
+        verdicts=verdicts,
+    )
+
+
+# --- evaluation data ------------------------------------------------------------------------
+
+def export_lines():
+    """Every reviewed autodoc (one with a current verdict) as a line of JSON, oldest verdict
+    first: the revision's text, the prompt and continuation, the generation stamp and the
+    verdict. Rows are fetched EXPORT_BATCH at a time from a server-side cursor, so an
+    export of any size holds one batch in memory."""
+    editor = aliased(User)
+    rows = db.session.execute(
+        select(
+            Autodoc.id, Autodoc.generation, Autodoc.prompt, Autodoc.continuation, Autodoc.stamp,
+            Autodoc.finished_at, Revision.document_id, Revision.version, Revision.title, Revision.body,
+            (Revision.version < Document.version).label("stale"),
+            Verdict.decision, Verdict.comment, Verdict.created_at.label("reviewed_at"),
+            editor.name.label("editor_name"),
+        )
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Document, Document.id == Revision.document_id)
+        .join(Verdict, (Verdict.autodoc_id == Autodoc.id) & Verdict.current)
+        .join(editor, editor.id == Verdict.editor_id)
+        .order_by(Verdict.created_at, Verdict.id)
+        .execution_options(yield_per=EXPORT_BATCH)
+    )
+    for row in rows:
+        yield json.dumps({
+            "autodoc_id": row.id,
+            "document_id": row.document_id,
+            "revision_version": row.version,
+            "revision_title": row.title,
+            "revision_body": row.body,
+            "generation": row.generation,
+            "prompt": row.prompt,
+            "continuation": row.continuation,
+            "stamp": row.stamp,
+            "written_at": _iso(row.finished_at),
+            "verdict": row.decision,
+            "comment": row.comment,
+            "reviewed_by": row.editor_name,
+            "reviewed_at": _iso(row.reviewed_at),
+            "stale": row.stale,
+        }, ensure_ascii=False) + "\n"
+
+
+def _iso(moment):
+    return moment.isoformat() if moment else None
