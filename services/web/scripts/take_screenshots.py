@@ -7,7 +7,8 @@ a screenshot can only show what a user would see. Any console error or uncaught 
 error (a CSP violation is logged as a console error) fails the run: a picture of a page
 that breaks in the browser must not end up in the README.
 
-Playwright cannot download its own browser here, so Debian's Chromium drives the pages.
+Debian's Chromium drives the pages, launched and watched by the same code as the browser
+tests (tests/e2e/browser.py).
 """
 import os
 import re
@@ -25,12 +26,11 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 WEB_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(WEB_ROOT))
+from tests.e2e.browser import DESKTOP, PHONE, ChromiumUnavailable, PageWatch, launch_chromium, open_page  # noqa: E402
+
 OUT_DIR = WEB_ROOT.parent.parent / "docs" / "screenshots"
 FLASK = WEB_ROOT / ".venv" / "bin" / "flask"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 # The pages poll queued autodocs every 2 s (static/assets/js/autodocs.js): wait for one
 # poll so that an error it causes is seen too.
 POLL_SETTLE_MS = 2500
@@ -142,25 +142,18 @@ def wait_until_answering(base_url, server, log_path, timeout=30):
 
 
 class Camera:
-    """Opens browser contexts that record every console error and uncaught script error,
-    and saves full-page captures into the output folder."""
+    """Opens browser contexts watched for console errors, script errors and CSP
+    violations, and saves full-page captures into the output folder."""
 
     def __init__(self, browser, base_url, out_dir):
         self.browser = browser
         self.base_url = base_url
         self.out_dir = out_dir
-        self.problems = []
+        self.watch = PageWatch()
         self.saved = []
 
     def page(self, viewport=DESKTOP, mobile=False):
-        context = self.browser.new_context(
-            base_url=self.base_url, viewport=viewport, is_mobile=mobile, has_touch=mobile,
-        )
-        page = context.new_page()
-        page.on("console", lambda message: message.type == "error" and self.problems.append(
-            f"console error on {page.url}: {message.text} ({message.location.get('url') or 'no source'})"))
-        page.on("pageerror", lambda error: self.problems.append(f"script error on {page.url}: {error}"))
-        return page
+        return open_page(self.browser, self.watch, self.base_url, viewport, mobile)
 
     def goto(self, page, path):
         response = page.goto(path)
@@ -243,8 +236,6 @@ def capture(camera, sponsor_email, demo_password, admin_password):
 
 
 def main():
-    if not os.access(CHROMIUM, os.X_OK):
-        sys.exit(f"{CHROMIUM} is missing. Install it with: apt-get install chromium chromium-driver")
     out_dir = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else OUT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -252,16 +243,16 @@ def main():
         with tempfile.TemporaryDirectory(prefix="srcflask-shots-") as workdir, \
                 running_app(Path(workdir)) as (base_url, sponsor_email, password, admin_password), \
                 sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = launch_chromium(playwright)
             try:
                 camera = Camera(browser, base_url, out_dir)
                 capture(camera, sponsor_email, password, admin_password)
             finally:
                 browser.close()
-    except ScreenshotsFailed as failure:
+    except (ScreenshotsFailed, ChromiumUnavailable) as failure:
         sys.exit(f"Screenshots failed: {failure}")
-    if camera.problems:
-        sys.exit("Screenshots failed: the pages logged errors:\n  " + "\n  ".join(camera.problems))
+    if camera.watch.problems:
+        sys.exit("Screenshots failed: the pages logged errors:\n  " + "\n  ".join(camera.watch.problems))
     print(f"{len(camera.saved)} screenshots in {out_dir} ({time.monotonic() - started:.0f} s):")
     for path in camera.saved:
         size = path.stat().st_size

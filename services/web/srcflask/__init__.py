@@ -65,6 +65,8 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
+    from . import api
+    from .account import bp as account_bp
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .editor import bp as editor_bp
@@ -80,6 +82,8 @@ def register_blueprints(app):
     app.register_blueprint(editor_bp, url_prefix="/editor")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(notifications_bp, url_prefix="/notifications")
+    app.register_blueprint(account_bp, url_prefix="/account")
+    api.init_app(app)  # /api/v1 (the JSON API) and /api/docs
 
 
 def register_errorhandlers(app):

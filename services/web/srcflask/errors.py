@@ -3,6 +3,8 @@ from flask import current_app, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .api.errors import json_error
+from .api.paths import is_api_request
 from .extensions import db
 
 MESSAGES = {
@@ -19,7 +21,11 @@ CSRF_MESSAGE = "This form has expired or was not sent from this site. Reload the
 
 
 def render_error(error):
-    """Render any error as a page of the site, with its own status code."""
+    """Render any error as a page of the site, with its own status code; an API request's
+    error as the API's JSON (by path: a URL under /api/v1 that matches no route has no
+    blueprint, and must still not get a page)."""
+    if is_api_request():
+        return json_error(error)
     if not isinstance(error, HTTPException):
         # The failed transaction must not leak into the error page's own queries.
         db.session.rollback()

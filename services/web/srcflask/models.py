@@ -159,4 +159,23 @@ class AuditEvent(db.Model):
     actor: Mapped[User | None] = relationship()
 
 
+class ApiToken(db.Model):
+    """A personal API token: only the SHA-256 of the secret is kept, so a leaked database
+    cannot be replayed against the API. Revoked tokens stay (revoked_at set) as a record."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The first characters of the secret, shown in the list so a person can tell tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[Timestamp]
+    last_used_at: Mapped[TimestampOrNone]
+    revoked_at: Mapped[TimestampOrNone]
+
+    user: Mapped[User] = relationship()
+
+
 from .static.data.processeddata.models import Autodoc, Revision  # noqa: E402,F401  (registers them)

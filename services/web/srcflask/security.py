@@ -4,6 +4,7 @@ from urllib.parse import urljoin, urlsplit
 from flask import current_app, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
+from .api.paths import is_api_request
 from .extensions import db, login_manager
 
 CONTENT_SECURITY_POLICY = (
@@ -24,7 +25,11 @@ def load_user(user_id):
 
 
 def end_session_of_blocked_user():
-    """A user rejected or suspended while logged in loses the session on the next request."""
+    """A user rejected or suspended while logged in loses the session on the next request.
+    The API is left alone: cookies do not authenticate it, and it checks its token's user
+    on every request itself."""
+    if is_api_request():
+        return None
     if current_user.is_authenticated and current_user.status in ENDED_STANDINGS:
         standing = {"status": current_user.status, "reason": current_user.decision_reason or ""}
         logout_user()

@@ -399,6 +399,11 @@ _ROUTES = [
     Route("admin.change_role", "/admin/users/{target}/role", POST, "admin", target=("editor", "approved"),
           form=lambda w: {"role": "sponsor"}, success=lambda w, after: "/admin/users",
           effect=_target_becomes("admin.change_role", "change_role", role="sponsor")),
+    Route("api_docs.docs", "/api/docs", GET, "ops"),  # the API's docs: open to everyone, like the probes
+    Route("account.api_tokens", "/account/tokens", BOTH, "notifications",  # any approved role, like notifications
+          form=lambda w: {"name": "matrix script"}, success=lambda w, after: "/account/tokens"),
+    Route("account.revoke_token", "/account/tokens/revoke", POST, "notifications",
+          form=lambda w: {"token_id": "1"}, success=lambda w, after: "/account/tokens"),
     Route("notifications.index", "/notifications/", GET, "notifications"),
     Route("notifications.mark_read", "/notifications/{notification}/read", POST, "notifications", notification=True,
           form=lambda w: {}, success=lambda w, after: "/notifications/", effect=_notification_read),
@@ -418,6 +423,7 @@ def test_every_route_has_an_entry_in_the_matrix(app):
     served = {
         rule.endpoint: frozenset(rule.methods - {"HEAD", "OPTIONS"})
         for rule in app.url_map.iter_rules() if rule.endpoint not in NOT_PAGES
+        and not rule.endpoint.startswith("api.")  # the JSON API has its own matrix, in test_api.py
     }
     assert served == {endpoint: route.methods for endpoint, route in ROUTES.items()}
     rules = {rule.endpoint: re.sub(r"<[^>]+>", "{}", rule.rule) for rule in app.url_map.iter_rules()}

@@ -5,8 +5,7 @@ import datetime as dt
 
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Autodoc, User
@@ -57,14 +56,7 @@ def approvals():
 def user_list():
     form = UserFilterForm(request.args)
     form.validate()
-    query = select(User).options(joinedload(User.decided_by)).order_by(func.lower(User.name), User.id)
-    if text := form.value("q"):
-        query = query.where(or_(*(column.icontains(text, autoescape=True)
-                                  for column in (User.name, User.email, User.organization))))
-    if role := form.value("role"):
-        query = query.where(User.role == role)
-    if status := form.value("status"):
-        query = query.where(User.status == status)
+    query = users.users_query(q=form.value("q"), role=form.value("role"), status=form.value("status"))
     page = _paginate(query)
     if page.page > max(page.pages, 1):
         return _last_page(page)

@@ -1,8 +1,7 @@
-from flask import current_app, get_template_attribute, jsonify, redirect, render_template, url_for
+from flask import get_template_attribute, jsonify, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..services.autodoc_queue import progress_of
-from ..services.documents import get_autodoc_or_404
+from ..services.documents import autodoc_state, get_autodoc_or_404
 from . import bp
 
 HOME_BY_ROLE = {"sponsor": "sponsor.dashboard", "editor": "editor.dashboard", "admin": "admin.dashboard"}
@@ -30,15 +29,18 @@ def autodoc_status(autodoc_id):
     if not current_user.is_approved:
         return jsonify(error="Your account is not approved."), 403
     autodoc = get_autodoc_or_404(autodoc_id, current_user)
-    progress = progress_of([autodoc], current_app.config["WRITER_BATCH_SIZE"]).get(autodoc.id)
+    # The same state the API's GET /api/v1/autodocs/<id> answers (one service function);
+    # the page adds only its HTML. Cookies never authenticate the API, so the pages keep
+    # this session-authenticated twin rather than calling the API.
+    state = autodoc_state(autodoc)
     render = get_template_attribute("_macros/documents.html", "autodoc_detail")
     badge = get_template_attribute("_macros/documents.html", "autodoc_status")
     return jsonify(
-        id=autodoc.id,
-        status=autodoc.status,
-        position=progress.position if progress else None,
-        eta_seconds=progress.eta_seconds if progress else None,
-        html=str(render(autodoc, progress, regenerate=current_user.role == "sponsor",
+        id=state["id"],
+        status=state["status"],
+        position=state["position"],
+        eta_seconds=state["eta_seconds"],
+        html=str(render(autodoc, state["progress"], regenerate=current_user.role == "sponsor",
                         review_endpoint=REVIEW_BY_ROLE.get(current_user.role))),
         badge=str(badge(autodoc)),
     )

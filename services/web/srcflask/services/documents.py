@@ -262,6 +262,33 @@ def document_history(document):
     return revisions, progress_of(autodocs, current_app.config["WRITER_BATCH_SIZE"])
 
 
+def autodoc_state(autodoc):
+    """The live state of one autodoc (loaded by get_autodoc_or_404), as plain values: what
+    the API's GET /api/v1/autodocs/<id> answers and what the pages' polling endpoint
+    renders, so both read one source of truth. Two queries for a queued autodoc (its
+    place in the queue and the recent pace), none more otherwise."""
+    progress = progress_of([autodoc], current_app.config["WRITER_BATCH_SIZE"]).get(autodoc.id)
+    revision = autodoc.revision
+    return {
+        "id": autodoc.id,
+        "document_id": revision.document_id,
+        "revision_version": revision.version,
+        "generation": autodoc.generation,
+        "status": autodoc.status,
+        "stale": autodoc.stale,
+        "position": progress.position if progress else None,
+        "eta_seconds": progress.eta_seconds if progress else None,
+        "prompt": autodoc.prompt,
+        "continuation": autodoc.continuation,
+        "error": autodoc.error,
+        "stamp": autodoc.stamp,
+        "queued_at": autodoc.queued_at,
+        "started_at": autodoc.started_at,
+        "finished_at": autodoc.finished_at,
+        "progress": progress,
+    }
+
+
 def _latest_autodoc(column):
     """`column` of the newest autodoc of the document's current revision (the revision whose
     version is the document's), as a correlated subquery: one query for a whole page."""

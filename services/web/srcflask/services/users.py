@@ -11,8 +11,9 @@ import functools
 import secrets
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
@@ -146,6 +147,20 @@ def _insert(user, password):
     except IntegrityError:
         raise InvalidAccount({"email": EMAIL_TAKEN}) from None
     return user
+
+
+def users_query(*, q="", role="", status=""):
+    """Every account, by name, filtered by a search in name, email and organization and by
+    role and status, with who decided on each: the admin's user list and the API's."""
+    query = select(User).options(joinedload(User.decided_by)).order_by(func.lower(User.name), User.id)
+    if q:
+        query = query.where(or_(*(column.icontains(q, autoescape=True)
+                                  for column in (User.name, User.email, User.organization))))
+    if role:
+        query = query.where(User.role == role)
+    if status:
+        query = query.where(User.status == status)
+    return query
 
 
 def approved_admin_exists():

@@ -72,7 +72,7 @@ def _load(path, intra_op_threads, inter_op_threads):
     _configure_threads(tf, intra_op_threads, inter_op_threads)
     try:
         tokenizer = GPT2TokenizerFast.from_pretrained(path)
-    except (OSError, ValueError) as error:  # e.g. no tokenizer.json and no `tokenizers` conversion
+    except (ImportError, OSError, ValueError) as error:  # e.g. the `tokenizers` library is missing
         log.warning("fast tokenizer unavailable in %s (%s); using GPT2Tokenizer", path, error)
         tokenizer = GPT2Tokenizer.from_pretrained(path)
     from_pt = weights[0].name != TF_WEIGHTS
