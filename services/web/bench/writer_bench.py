@@ -260,8 +260,8 @@ def main():
                            cwd=Path(__file__).resolve().parent.parent, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             # CPU the rest of the machine used meanwhile, in cores: what this part competed with.
-            others[part] = ((_machine_cpu_seconds() - busy) - (_children_cpu_seconds() - ours)) / (
-                time.perf_counter() - started)
+            others[part] = max(0.0, ((_machine_cpu_seconds() - busy) - (_children_cpu_seconds() - ours)) / (
+                time.perf_counter() - started))
             results[part] = json.loads((workdir / f"{part}.json").read_text())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

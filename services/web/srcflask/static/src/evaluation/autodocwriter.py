@@ -201,7 +201,7 @@ class AutodocWriter:
             logits, cache = self._decode(state, real_len, prompt_cache, prompt_bias)
             return [self._select(dict(state, cache=cache), tf.nn.log_softmax(logits), ban_start, prompt_len)]
 
-        (state,) = tf.while_loop(lambda state: keep_going(state), step, [state],
+        (state,) = tf.while_loop(keep_going, step, [state],
                                  maximum_iterations=new_tokens - 1)
         # As in transformers: a document none of whose beams finished returns its best running beam.
         any_finished = tf.reduce_any(state["finished"], axis=1)
