@@ -1,6 +1,8 @@
 """A test client that behaves like a browser with CSRF protection on."""
 import re
 
+XSS = "<script>alert(1)</script>"
+XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
@@ -33,3 +35,8 @@ class FormClient:
         """GET the page a redirect points to."""
         assert response.status_code in (301, 302, 303), response.status_code
         return self.raw.get(response.headers["Location"])
+
+
+def html(response):
+    """The page a response carries, as text."""
+    return response.get_data(as_text=True)

@@ -14,10 +14,7 @@ from srcflask.services import audit
 
 from .auth_admin_helpers import counted_queries
 from .factories import make_document, make_user, write_autodocs
-
-
-def html(response):
-    return response.get_data(as_text=True)
+from .helpers import html
 
 
 def events(app):

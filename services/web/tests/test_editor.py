@@ -10,13 +10,7 @@ from srcflask.models import Document, Revision, User
 from srcflask.services.documents import reassign_editor, update_document
 
 from .factories import make_document, make_user
-
-XSS = "<script>alert(1)</script>"
-XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-def html(response):
-    return response.get_data(as_text=True)
+from .helpers import XSS, XSS_ESCAPED, html
 
 
 @pytest.fixture

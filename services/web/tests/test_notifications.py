@@ -15,10 +15,7 @@ from srcflask.static.data.processeddata.models import Autodoc
 
 from .auth_admin_helpers import counted_queries
 from .factories import DEFAULT_PASSWORD, make_document, make_user, write_autodocs
-
-
-def html(response):
-    return response.get_data(as_text=True)
+from .helpers import html
 
 
 def inbox(app):

@@ -16,13 +16,7 @@ from srcflask.static.data.processeddata.models import Autodoc, Revision
 
 from .auth_admin_helpers import counted_queries
 from .factories import make_document, make_user, write_autodocs
-
-XSS = "<script>alert(1)</script>"
-XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-def html(response):
-    return response.get_data(as_text=True)
+from .helpers import XSS, XSS_ESCAPED, html
 
 
 @pytest.fixture

@@ -15,15 +15,10 @@ from srcflask.models import Autodoc, Document, Retention, Revision, User
 from srcflask.services.documents import update_document
 
 from .factories import make_document, make_user
+from .helpers import XSS, XSS_ESCAPED, html
 
-XSS = "<script>alert(1)</script>"
-XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 CONFLICT = "This document was changed since you opened it: it is now at version {}."
 KEPT = "Your text is kept below; review the current version and save again."
-
-
-def html(response):
-    return response.get_data(as_text=True)
 
 
 def counts(app):
