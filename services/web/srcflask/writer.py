@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from flask import current_app
+
 from .metrics import GENERATION_SECONDS
 from .services import autodoc_queue
 
@@ -48,8 +50,6 @@ class WriterRuntime:
     def problem(self):
         """What keeps autodocs from being written, in words for the pages; None when the
         writer has (or can load) a model. Cheap: a file check, no loading."""
-        from flask import current_app
-
         model_dir = current_app.config["WRITER_MODEL_DIR"]
         if not model_installed(model_dir):
             return f"The writer has no model installed (looked in {model_dir}), so autodocs wait in the queue. {NO_MODEL_HELP}"
@@ -86,13 +86,18 @@ class WriterRuntime:
             thread.join(timeout)
         self._threads = []
 
+    def forget_model(self):
+        """Drop the loaded writer so the next use loads again, as a fresh process would."""
+        with self._lock:
+            self._autodoc_writer = None
+
     def run(self, app, until_idle=False):
         """Drain the queue until stopped; with `until_idle`, return once nothing is claimable
         (or no model is installed) — for tests and one-shot commands."""
         worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
         config = app.config
         while not self._stop.is_set():
-            writer = self._load(config)
+            writer = self.load(config)
             if writer is None:
                 if until_idle:
                     return
@@ -108,7 +113,7 @@ class WriterRuntime:
                 continue
             self._write(app, writer, jobs, worker)
 
-    def _load(self, config):
+    def load(self, config):
         """The process's AutodocWriter, loading and compiling it on first use; None while no
         model is installed (the reason is kept for `flask writer status` and the pages)."""
         if self._autodoc_writer is not None:

@@ -152,7 +152,7 @@ def live_server(app, database_url, tiny_model_dir):  # noqa: F811
             runtime.stop()
             # The runtime is the process's own (srcflask.writer.writer_runtime): forget the
             # model, so that the tests after these meet it as in a fresh process.
-            runtime._autodoc_writer = None
+            runtime.forget_model()
 
 
 @pytest.fixture
