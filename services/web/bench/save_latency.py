@@ -72,6 +72,7 @@ def main():
             idle = timed_saves(client, editor_id, "idle")
             writer_runtime.load(app.config)  # load and compile before the clock starts
             writer_runtime.start(app)
+            time.sleep(3)  # the first batch of 8 (about 7 s of beam search) is being written
             time.sleep(3)  # the first batch is being written
             busy = timed_saves(client, editor_id, "busy")
             writer_runtime.stop(timeout=120)
