@@ -66,6 +66,7 @@ def register_extensions(app):
 
 def register_blueprints(app):
     from . import api
+    from .routing import RowIdConverter
     from .account import bp as account_bp
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
@@ -75,6 +76,7 @@ def register_blueprints(app):
     from .ops import bp as ops_bp
     from .sponsor import bp as sponsor_bp
 
+    app.url_map.converters["id"] = RowIdConverter  # before any rule uses it
     app.register_blueprint(main_bp)
     app.register_blueprint(ops_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")

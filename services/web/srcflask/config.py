@@ -54,6 +54,13 @@ class BaseConfig:
     WRITER_IN_PROCESS = os.environ.get("WRITER_IN_PROCESS", "1") == "1"
     WRITER_POLL_SECONDS = float(os.environ.get("WRITER_POLL_SECONDS", "1"))
     WRITER_MODEL_RETRY_SECONDS = float(os.environ.get("WRITER_MODEL_RETRY_SECONDS", "15"))
+    # TensorFlow's thread pools (0: one thread per core) and the niceness of the writer's
+    # threads. Pages and the in-process writer share the cores: a positive niceness lets
+    # request threads win them while the writer keeps whatever they leave (see
+    # bench/RESULTS.md, "Load at scale").
+    WRITER_TF_INTRA_THREADS = _env_int("WRITER_TF_INTRA_THREADS", 0)
+    WRITER_TF_INTER_THREADS = _env_int("WRITER_TF_INTER_THREADS", 0)
+    WRITER_NICE = _env_int("WRITER_NICE", 0)
 
 
     # How many proxies (nginx) stand in front and set X-Forwarded-*: client IPs for rate
@@ -89,6 +96,7 @@ class TestingConfig(BaseConfig):
 
 
 class ProductionConfig(BaseConfig):
+    WRITER_NICE = _env_int("WRITER_NICE", 10)
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     PREFERRED_URL_SCHEME = "https"

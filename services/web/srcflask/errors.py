@@ -1,11 +1,12 @@
 """Error pages in the site's layout: a person never sees a traceback."""
-from flask import current_app, render_template
+from flask import current_app, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .api.errors import json_error
 from .api.paths import is_api_request
-from .extensions import db
+from .extensions import db, login_manager
 
 MESSAGES = {
     400: "The request could not be understood. If you submitted a form, reload the page and try again.",
@@ -18,14 +19,47 @@ MESSAGES = {
     503: "The service is briefly unavailable. Your last change was not saved; please try again in a moment.",
 }
 CSRF_MESSAGE = "This form has expired or was not sent from this site. Reload the page and try again."
+# How long a client should wait before retrying while the database is unreachable: a
+# PostgreSQL restart takes a few seconds, and pool_pre_ping reconnects on the next request.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database could not be reached (restarting, failing over, out of connections).
+    The request's transaction was rolled back, so nothing of it was saved."""
+
+    def __init__(self):
+        super().__init__(retry_after=DATABASE_RETRY_AFTER_SECONDS)
+
+
+def is_database_outage(error):
+    """True for errors that say the database is unreachable, not that the query was wrong:
+    a refused or dropped connection, a server shutting down, an exhausted pool."""
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
 
 def render_error(error):
     """Render any error as a page of the site, with its own status code; an API request's
     error as the API's JSON (by path: a URL under /api/v1 that matches no route has no
     blueprint, and must still not get a page)."""
+    if is_database_outage(error):
+        _rollback_quietly()
+        current_app.logger.warning("Database unavailable: %s", error.__class__.__name__,
+                                   extra={"event": "database_unavailable", "error": str(error).splitlines()[0]})
+        error = DatabaseUnavailable()
     if is_api_request():
         return json_error(error)
+    if isinstance(error, DatabaseUnavailable):
+        # Flask-Login hands `current_user` to every template, loading it from the database
+        # if this request has not yet: the page would fail the same way. It is rendered for
+        # an anonymous visitor instead (the session is left as it is: nobody is logged out).
+        login_manager._update_request_context_with_user()
+        return (render_template("errors/unavailable.html", code=error.code, message=MESSAGES[503],
+                                retry_after=error.retry_after, submitted=_submitted_text(),
+                                retry_url=request.url if request.method == "GET" else None),
+                error.code, {"Retry-After": str(error.retry_after)})
     if not isinstance(error, HTTPException):
         # The failed transaction must not leak into the error page's own queries.
         db.session.rollback()
@@ -38,6 +72,24 @@ def render_error(error):
     if error.code == 429 and getattr(error, "retry_after", None):
         headers["Retry-After"] = str(error.retry_after)
     return response, error.code, headers
+
+
+def _submitted_text():
+    """The title and body a refused save carried, to show back to the writer: a save that
+    failed because the database was down must not cost them their text."""
+    if request.method != "POST" or request.content_length is None:
+        return []
+    return [(label, request.form[name]) for label, name in (("Title", "title"), ("Body", "body"))
+            if request.form.get(name)]
+
+
+def _rollback_quietly():
+    """End the failed transaction; with the connection gone the rollback itself may fail,
+    and the pool discards that connection either way."""
+    try:
+        db.session.rollback()
+    except sa_exc.SQLAlchemyError:
+        db.session.close()
 
 
 def init_app(app):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from .metrics import GENERATION_SECONDS
 from .services import autodoc_queue
@@ -96,6 +97,7 @@ class WriterRuntime:
         (or no model is installed) — for tests and one-shot commands."""
         worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
         config = app.config
+        lower_priority(config["WRITER_NICE"])
         while not self._stop.is_set():
             writer = self.load(config)
             if writer is None:
@@ -103,15 +105,32 @@ class WriterRuntime:
                     return
                 self._stop.wait(config["WRITER_MODEL_RETRY_SECONDS"])
                 continue
-            with app.app_context():
-                jobs = autodoc_queue.claim_jobs(worker, config["WRITER_BATCH_SIZE"],
-                                                config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"])
+            jobs = self._with_database(app, "claim", lambda: autodoc_queue.claim_jobs(
+                worker, config["WRITER_BATCH_SIZE"], config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"]),
+                give_up=True)
             if not jobs:
                 if until_idle:
                     return
                 self._stop.wait(config["WRITER_POLL_SECONDS"])
                 continue
             self._write(app, writer, jobs, worker)
+
+    def _with_database(self, app, what, action, give_up=False):
+        """Run `action` in an app context, waiting out a database outage (a restart, a
+        failover): the writer thread must outlive it, and a finished text must not be lost
+        to it. Retries until the database answers, or returns None at once when `give_up`
+        (a claim is simply tried again on the next round) or when the writer is stopping
+        (the job's lease then runs out and another attempt writes it)."""
+        while True:
+            try:
+                with app.app_context():
+                    return action()
+            except SQLAlchemyError as error:
+                log.warning("writer cannot reach the database (%s): %s", what, type(error).__name__,
+                            extra={"event": "writer_database_unavailable", "step": what,
+                                   "error": str(error).splitlines()[0]})
+            if self._stop.wait(app.config["WRITER_POLL_SECONDS"]) or give_up:
+                return None
 
     def load(self, config):
         """The process's AutodocWriter, loading and compiling it on first use; None while no
@@ -124,7 +143,9 @@ class WriterRuntime:
         with self._lock:
             if self._autodoc_writer is None:
                 try:
-                    loaded = load_model(config["WRITER_MODEL_DIR"])
+                    loaded = load_model(config["WRITER_MODEL_DIR"],
+                                        intra_op_threads=config["WRITER_TF_INTRA_THREADS"] or None,
+                                        inter_op_threads=config["WRITER_TF_INTER_THREADS"] or None)
                 except ModelNotInstalled as error:
                     if self.model_error != str(error):
                         log.warning("writer waiting for a model: %s", error,
@@ -149,11 +170,11 @@ class WriterRuntime:
         config = app.config
         prompts = [build_prompt(writer.tokenizer, job.title, job.body, config["WRITER_CONTEXT_TOKENS"])
                    for job in jobs]
-        with app.app_context():
-            for job, prompt in zip(jobs, prompts):
-                if prompt is None:
-                    written = autodoc_queue.complete_job(job, "", "", self._stamp(writer, job, "", 0.0, 0, worker))
-                    self._log_job(job, written, 0.0, 0, worker)
+        for job, prompt in zip(jobs, prompts):
+            if prompt is None:
+                stamp = self._stamp(writer, job, "", 0.0, 0, worker)
+                written = self._with_database(app, "write", lambda: autodoc_queue.complete_job(job, "", "", stamp))
+                self._log_job(job, written, 0.0, 0, worker)
         pending = [(job, prompt) for job, prompt in zip(jobs, prompts) if prompt is not None]
         if not pending:
             return
@@ -167,24 +188,28 @@ class WriterRuntime:
             log.exception("writer failed on autodocs %s", ids,
                           extra={"event": "autodoc_batch_failed", "autodoc_ids": ids, "worker": worker,
                                  "error": f"{type(error).__name__}: {error}"})
-            with app.app_context():
-                for job, _ in pending:
-                    autodoc_queue.fail_job(job, f"{type(error).__name__}: {error}", config["WRITER_MAX_ATTEMPTS"])
+            reason = f"{type(error).__name__}: {error}"
+            for job, _ in pending:
+                self._with_database(app, "fail", lambda: autodoc_queue.fail_job(job, reason,
+                                                                                 config["WRITER_MAX_ATTEMPTS"]))
             return
         seconds = time.perf_counter() - started
         GENERATION_SECONDS.observe(seconds)
-        with app.app_context():
-            for (job, prompt), continuation in zip(pending, continuations):
-                stamp = self._stamp(writer, job, prompt.text, seconds, len(pending), worker)
-                written = autodoc_queue.complete_job(job, prompt.text, continuation.text, stamp)
-                self._log_job(job, written, seconds, len(pending), worker)
+        for (job, prompt), continuation in zip(pending, continuations):
+            stamp = self._stamp(writer, job, prompt.text, seconds, len(pending), worker)
+            written = self._with_database(app, "write", lambda: autodoc_queue.complete_job(
+                job, prompt.text, continuation.text, stamp))
+            self._log_job(job, written, seconds, len(pending), worker)
 
     @staticmethod
     def _log_job(job, written, seconds, batch_size, worker):
         """The per-job log line: one per autodoc this writer finished (or lost)."""
-        outcome = "written" if written else "refused: its lease was taken over"
+        # None: the writer stopped while the database was unreachable; the lease runs out
+        # and another attempt writes the job.
+        outcome = {True: "written", False: "refused: its lease was taken over"}.get(written, "not saved")
         log.info("autodoc %s %s in %.2f s (batch of %d)", job.autodoc_id, outcome, seconds, batch_size,
-                 extra={"event": "autodoc_written" if written else "autodoc_refused", "autodoc_id": job.autodoc_id,
+                 extra={"event": {True: "autodoc_written", False: "autodoc_refused"}.get(written, "autodoc_not_saved"),
+                        "autodoc_id": job.autodoc_id,
                         "seconds": round(seconds, 3), "batch_size": batch_size, "worker": worker,
                         "queued_at": job.queued_at.isoformat(), "started_at": job.started_at.isoformat()})
 
@@ -205,6 +230,14 @@ class WriterRuntime:
         }
 
 
+def lower_priority(niceness):
+    """Give the calling thread (and every thread it starts from now on, TensorFlow's pools
+    included: Linux threads inherit their creator's niceness) a lower CPU priority, so that
+    request threads of the same process win the cores while the writer keeps the rest."""
+    if niceness and hasattr(os, "setpriority"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+
+
 class _Heartbeat:
     """Extends the jobs' lease every third of it while generation runs."""
 
@@ -223,8 +256,13 @@ class _Heartbeat:
 
     def _beat(self):
         while not self._stop.wait(self._lease / 3):
-            with self._app.app_context():
-                autodoc_queue.extend_leases(self._jobs, self._lease)
+            try:
+                with self._app.app_context():
+                    autodoc_queue.extend_leases(self._jobs, self._lease)
+            except SQLAlchemyError as error:
+                # A missed beat is harmless while the lease lasts; keep beating.
+                log.warning("writer heartbeat cannot reach the database: %s", type(error).__name__,
+                            extra={"event": "writer_database_unavailable", "step": "heartbeat"})
 
 
 writer_runtime = WriterRuntime()

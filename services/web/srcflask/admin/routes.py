@@ -29,7 +29,7 @@ def dashboard():
                            seconds_per_autodoc=autodoc_queue.recent_seconds_per_autodoc())
 
 
-@bp.post("/autodocs/<int:autodoc_id>/regenerate")
+@bp.post("/autodocs/<id:autodoc_id>/regenerate")
 def regenerate_autodoc(autodoc_id):
     """Queue a new attempt at a failed (or any) autodoc's revision; older text is kept."""
     autodoc = db.session.get(Autodoc, autodoc_id) or abort(404)
@@ -109,27 +109,27 @@ def _decide(user_id, action, form=None):
     return _apply(f"{user.name} was {users.PAST_TENSE[action]}.", users.decide, user, action, reason=reason)
 
 
-@bp.post("/users/<int:user_id>/approve")
+@bp.post("/users/<id:user_id>/approve")
 def approve_user(user_id):
     return _decide(user_id, "approve")
 
 
-@bp.post("/users/<int:user_id>/reject")
+@bp.post("/users/<id:user_id>/reject")
 def reject_user(user_id):
     return _decide(user_id, "reject", DecisionForm())
 
 
-@bp.post("/users/<int:user_id>/suspend")
+@bp.post("/users/<id:user_id>/suspend")
 def suspend_user(user_id):
     return _decide(user_id, "suspend", DecisionForm())
 
 
-@bp.post("/users/<int:user_id>/reinstate")
+@bp.post("/users/<id:user_id>/reinstate")
 def reinstate_user(user_id):
     return _decide(user_id, "reinstate")
 
 
-@bp.post("/users/<int:user_id>/role")
+@bp.post("/users/<id:user_id>/role")
 def change_role(user_id):
     user = _target(user_id)
     role = RoleForm().role.data
@@ -145,14 +145,14 @@ def document_list():
     return render_template("admin/documents.html", page=page, q=q)
 
 
-@bp.get("/documents/<int:document_id>")
+@bp.get("/documents/<id:document_id>")
 def document(document_id):
     document = get_any_document_or_404(document_id)
     revisions, progress = document_history(document)
     return render_template("admin/document.html", document=document, revisions=revisions, progress=progress)
 
 
-@bp.get("/autodocs/<int:autodoc_id>")
+@bp.get("/autodocs/<id:autodoc_id>")
 def review(autodoc_id):
     """An autodoc's review page as its editor sees it, without the verdict form."""
     autodoc = get_autodoc_or_404(autodoc_id, current_user)

@@ -17,6 +17,7 @@ MESSAGES = {
     413: "The request body is too large.",
     429: "Too many requests for this token. Wait and try again.",
     500: "Something went wrong on our side. Nothing was saved; please try again.",
+    503: "The service is briefly unavailable. Nothing was saved; retry after the Retry-After seconds.",
 }
 
 
@@ -66,7 +67,7 @@ def json_error(error):
         error_code = _code(error)
     if getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
-    if error.code == 429:
+    if error.code in (429, 503):
         retry_after = getattr(error, "retry_after", None)
         if retry_after:
             headers["Retry-After"] = str(retry_after)

@@ -102,7 +102,7 @@ def create_document(data):
     return document, 201, {"Location": url_for("api.get_document", document_id=document.id)}
 
 
-@bp.get("/documents/<int:document_id>")
+@bp.get("/documents/<id:document_id>")
 @bp.response(200, schemas.Document)
 @roles(*ALL_ROLES)
 def get_document(document_id):
@@ -110,7 +110,7 @@ def get_document(document_id):
     return _document(document_id)
 
 
-@bp.put("/documents/<int:document_id>")
+@bp.put("/documents/<id:document_id>")
 @bp.arguments(schemas.DocumentUpdate)
 @bp.response(200, schemas.Document)
 @roles("sponsor")
@@ -129,7 +129,7 @@ def update_document(data, document_id):
     return document
 
 
-@bp.get("/documents/<int:document_id>/revisions")
+@bp.get("/documents/<id:document_id>/revisions")
 @bp.response(200, schemas.RevisionList)
 @roles(*ALL_ROLES)
 def list_revisions(document_id):
@@ -139,7 +139,7 @@ def list_revisions(document_id):
 
 # --- autodocs ---------------------------------------------------------------------------------
 
-@bp.get("/autodocs/<int:autodoc_id>")
+@bp.get("/autodocs/<id:autodoc_id>")
 @bp.response(200, schemas.AutodocState)
 @roles(*ALL_ROLES)
 def get_autodoc(autodoc_id):
@@ -148,7 +148,7 @@ def get_autodoc(autodoc_id):
     return documents.autodoc_state(documents.get_autodoc_or_404(autodoc_id, current_api_user()))
 
 
-@bp.post("/autodocs/<int:autodoc_id>/regenerate")
+@bp.post("/autodocs/<id:autodoc_id>/regenerate")
 @bp.response(202, schemas.AutodocState)
 @roles("sponsor")
 def regenerate_autodoc(autodoc_id):
@@ -175,7 +175,7 @@ def review_queue(args):
     return _page(reviews.review_queue(current_api_user(), args["page"]), "api.review_queue")
 
 
-@bp.post("/autodocs/<int:autodoc_id>/verdicts")
+@bp.post("/autodocs/<id:autodoc_id>/verdicts")
 @bp.arguments(schemas.VerdictIn)
 @bp.response(201, schemas.VerdictOut)
 @roles("editor")
@@ -221,7 +221,7 @@ def _decide(user_id, action, reason=None):
     return user
 
 
-@bp.post("/users/<int:user_id>/approve")
+@bp.post("/users/<id:user_id>/approve")
 @bp.response(200, schemas.UserOut)
 @roles("admin")
 def approve_user(user_id):
@@ -229,7 +229,7 @@ def approve_user(user_id):
     return _decide(user_id, "approve")
 
 
-@bp.post("/users/<int:user_id>/reject")
+@bp.post("/users/<id:user_id>/reject")
 @bp.arguments(schemas.DecisionIn)
 @bp.response(200, schemas.UserOut)
 @roles("admin")
@@ -239,7 +239,7 @@ def reject_user(data, user_id):
     return _decide(user_id, "reject", data["reason"])
 
 
-@bp.post("/users/<int:user_id>/suspend")
+@bp.post("/users/<id:user_id>/suspend")
 @bp.arguments(schemas.DecisionIn)
 @bp.response(200, schemas.UserOut)
 @roles("admin")
@@ -249,7 +249,7 @@ def suspend_user(data, user_id):
     return _decide(user_id, "suspend", data["reason"])
 
 
-@bp.post("/users/<int:user_id>/reinstate")
+@bp.post("/users/<id:user_id>/reinstate")
 @bp.response(200, schemas.UserOut)
 @roles("admin")
 def reinstate_user(user_id):

@@ -34,7 +34,7 @@ def document_list():
     return render_template("editor/documents.html", page=page, q=q)
 
 
-@bp.get("/documents/<int:document_id>")
+@bp.get("/documents/<id:document_id>")
 def document(document_id):
     document = get_document_or_404(document_id, current_user)
     revisions, progress = document_history(document)
@@ -52,7 +52,7 @@ def _review_page(autodoc, form, refusal=None):
     return render_template("editor/review.html", review=review, form=form, refusal=refusal)
 
 
-@bp.route("/autodocs/<int:autodoc_id>/review", methods=["GET", "POST"])
+@bp.route("/autodocs/<id:autodoc_id>/review", methods=["GET", "POST"])
 def review(autodoc_id):
     """The autodoc beside its revision, what changed since the previous version, and the
     verdict form. A refused verdict (a stale approval, nothing written yet) answers 409

@@ -19,7 +19,7 @@ def index():
     return redirect(url_for(HOME_BY_ROLE[current_user.role]))
 
 
-@bp.get("/autodocs/<int:autodoc_id>/status")
+@bp.get("/autodocs/<id:autodoc_id>/status")
 def autodoc_status(autodoc_id):
     """The live state of one autodoc for the pages' polling script: status, place in the
     queue, expected wait, and its HTML rendered by the same macros as the page itself.

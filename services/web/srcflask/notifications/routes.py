@@ -30,7 +30,7 @@ def index():
     return render_template("notifications/index.html", page=page, items=items)
 
 
-@bp.post("/<int:notification_id>/read")
+@bp.post("/<id:notification_id>/read")
 def mark_read(notification_id):
     if not notifications.mark_read(current_user, notification_id):
         abort(404)

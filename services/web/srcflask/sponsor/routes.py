@@ -64,13 +64,13 @@ def _document_page(document, reassign_form):
     )
 
 
-@bp.get("/documents/<int:document_id>")
+@bp.get("/documents/<id:document_id>")
 def document(document_id):
     document = get_document_or_404(document_id, current_user)
     return _document_page(document, ReassignEditorForm(approved_editors(), editor=document.retention.editor_id))
 
 
-@bp.route("/documents/<int:document_id>/edit", methods=["GET", "POST"])
+@bp.route("/documents/<id:document_id>/edit", methods=["GET", "POST"])
 def edit_document(document_id):
     document = get_document_or_404(document_id, current_user)
     # Prefilled only on GET: a POST must carry its own version, never fall back to the current one.
@@ -89,7 +89,7 @@ def edit_document(document_id):
     return render_template("sponsor/edit_document.html", form=form, document=document, conflict=None)
 
 
-@bp.post("/documents/<int:document_id>/editor", endpoint="reassign_editor")
+@bp.post("/documents/<id:document_id>/editor", endpoint="reassign_editor")
 def reassign_editor_view(document_id):
     document = get_document_or_404(document_id, current_user)
     form = ReassignEditorForm(approved_editors())
@@ -108,7 +108,7 @@ def reassign_editor_view(document_id):
     return redirect(url_for(".document", document_id=document.id))
 
 
-@bp.post("/autodocs/<int:autodoc_id>/regenerate")
+@bp.post("/autodocs/<id:autodoc_id>/regenerate")
 def regenerate_autodoc(autodoc_id):
     """Queue a new attempt at this autodoc's revision; the older text stays on the page."""
     autodoc = get_autodoc_or_404(autodoc_id, current_user)
