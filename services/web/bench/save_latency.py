@@ -73,7 +73,6 @@ def main():
             writer_runtime.load(app.config)  # load and compile before the clock starts
             writer_runtime.start(app)
             time.sleep(3)  # the first batch of 8 (about 7 s of beam search) is being written
-            time.sleep(3)  # the first batch is being written
             busy = timed_saves(client, editor_id, "busy")
             writer_runtime.stop(timeout=120)
             with app.app_context():

@@ -105,9 +105,8 @@ class WriterRuntime:
                     return
                 self._stop.wait(config["WRITER_MODEL_RETRY_SECONDS"])
                 continue
-            jobs = self._with_database(app, "claim", lambda: autodoc_queue.claim_jobs(
-                worker, config["WRITER_BATCH_SIZE"], config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"]),
-                give_up=True)
+            jobs = self._with_database(app, "claim", autodoc_queue.claim_jobs, worker, config["WRITER_BATCH_SIZE"],
+                                       config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"], give_up=True)
             if not jobs:
                 if until_idle:
                     return
@@ -115,8 +114,8 @@ class WriterRuntime:
                 continue
             self._write(app, writer, jobs, worker)
 
-    def _with_database(self, app, what, action, give_up=False):
-        """Run `action` in an app context, waiting out a database outage (a restart, a
+    def _with_database(self, app, what, action, *args, give_up=False):
+        """Run `action(*args)` in an app context, waiting out a database outage (a restart, a
         failover): the writer thread must outlive it, and a finished text must not be lost
         to it. Retries until the database answers, or returns None at once when `give_up`
         (a claim is simply tried again on the next round) or when the writer is stopping
@@ -124,7 +123,7 @@ class WriterRuntime:
         while True:
             try:
                 with app.app_context():
-                    return action()
+                    return action(*args)
             except SQLAlchemyError as error:
                 log.warning("writer cannot reach the database (%s): %s", what, type(error).__name__,
                             extra={"event": "writer_database_unavailable", "step": what,
@@ -173,7 +172,7 @@ class WriterRuntime:
         for job, prompt in zip(jobs, prompts):
             if prompt is None:
                 stamp = self._stamp(writer, job, "", 0.0, 0, worker)
-                written = self._with_database(app, "write", lambda: autodoc_queue.complete_job(job, "", "", stamp))
+                written = self._with_database(app, "write", autodoc_queue.complete_job, job, "", "", stamp)
                 self._log_job(job, written, 0.0, 0, worker)
         pending = [(job, prompt) for job, prompt in zip(jobs, prompts) if prompt is not None]
         if not pending:
@@ -190,15 +189,14 @@ class WriterRuntime:
                                  "error": f"{type(error).__name__}: {error}"})
             reason = f"{type(error).__name__}: {error}"
             for job, _ in pending:
-                self._with_database(app, "fail", lambda: autodoc_queue.fail_job(job, reason,
-                                                                                 config["WRITER_MAX_ATTEMPTS"]))
+                self._with_database(app, "fail", autodoc_queue.fail_job, job, reason, config["WRITER_MAX_ATTEMPTS"])
             return
         seconds = time.perf_counter() - started
         GENERATION_SECONDS.observe(seconds)
         for (job, prompt), continuation in zip(pending, continuations):
             stamp = self._stamp(writer, job, prompt.text, seconds, len(pending), worker)
-            written = self._with_database(app, "write", lambda: autodoc_queue.complete_job(
-                job, prompt.text, continuation.text, stamp))
+            written = self._with_database(app, "write", autodoc_queue.complete_job,
+                                          job, prompt.text, continuation.text, stamp)
             self._log_job(job, written, seconds, len(pending), worker)
 
     @staticmethod

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from srcflask.extensions import db
 from srcflask.services import autodoc_queue
-from srcflask.static.data.processeddata.models import Autodoc
+from srcflask.static.data.processeddata.models import Autodoc, Revision
 
 from .factories import make_document, make_user
 
@@ -102,3 +102,59 @@ def test_queue_positions_and_regeneration_keep_older_text(documents):
         (1, "done", "old text"), (2, "queued", None)]
     assert again.id == rows[1].id
     assert autodoc_queue.queue_depth() == {"done": 1, "queued": 3}
+
+
+@pytest.fixture
+def three_sponsors(app_context):
+    """Sponsor A saves five documents, then B two, then C one: {title: autodoc id}."""
+    editor = make_user("editor")
+    sponsors = {name: make_user("sponsor", name=f"Sponsor {name}") for name in "ABC"}
+    saves = [("A", 5), ("B", 2), ("C", 1)]
+    for name, count in saves:
+        for number in range(1, count + 1):
+            make_document(sponsors[name], editor, title=f"{name}{number}")
+    return dict(db.session.execute(
+        select(Revision.title, Autodoc.id).join(Autodoc.revision)).all())
+
+
+TURN_ORDER = ["A1", "B1", "C1", "A2", "B2", "A3", "A4", "A5"]
+
+
+def claimed_titles(worker, limit):
+    return {job.title for job in autodoc_queue.claim_jobs(worker, limit, LEASE, MAX_ATTEMPTS)}
+
+
+def test_sponsors_take_turns_whatever_order_they_saved_in(three_sponsors):
+    assert claimed_titles("w1", 3) == {"A1", "B1", "C1"}
+    assert claimed_titles("w2", 2) == {"A2", "B2"}
+    assert claimed_titles("w3", 10) == {"A3", "A4", "A5"}
+
+
+def test_a_sponsor_being_written_for_goes_behind_those_still_waiting(three_sponsors):
+    assert claimed_titles("w1", 1) == {"A1"}
+    # A1 is on the writer: B1 and C1 go before A2, although A2 is older.
+    assert claimed_titles("w2", 2) == {"B1", "C1"}
+
+
+def test_places_in_the_queue_follow_the_turns(three_sponsors):
+    places = autodoc_queue.queue_positions(list(three_sponsors.values()))
+    assert sorted(three_sponsors, key=lambda title: places[three_sponsors[title]]) == TURN_ORDER
+    assert sorted(places.values()) == list(range(1, 9))
+    # C1 is third in line although it was saved last.
+    assert places[three_sponsors["C1"]] == 3
+
+
+def test_a_job_whose_writer_died_goes_before_every_turn(three_sponsors):
+    (job,) = autodoc_queue.claim_jobs("dead writer", 1, 0, MAX_ATTEMPTS)  # a lease already over
+    assert job.title == "A1"
+    assert claimed_titles("w2", 2) == {"A1", "B1"}
+
+
+def test_the_admin_sees_the_queue_by_sponsor(three_sponsors, login_as):
+    autodoc_queue.claim_jobs("w1", 1, LEASE, MAX_ATTEMPTS)  # A1 is being written
+    rows = {row.name: (row.queued, row.running) for row in autodoc_queue.queue_by_sponsor()}
+    assert rows == {"Sponsor A": (4, 1), "Sponsor B": (2, 0), "Sponsor C": (1, 0)}
+    admin, _ = login_as("admin")
+    page = admin.get("/admin/").get_data(as_text=True)
+    table = page[page.index('id="queue-by-sponsor"'):]
+    assert table.index("Sponsor A") < table.index("Sponsor B") < table.index("Sponsor C")

@@ -26,7 +26,8 @@ from .forms import AuditFilterForm, DecisionForm, RoleForm, UserFilterForm
 @bp.get("/")
 def dashboard():
     return render_template("admin/dashboard.html", counts=users.overview(), failures=autodoc_queue.recent_failures(),
-                           seconds_per_autodoc=autodoc_queue.recent_seconds_per_autodoc())
+                           seconds_per_autodoc=autodoc_queue.recent_seconds_per_autodoc(),
+                           queue_by_sponsor=autodoc_queue.queue_by_sponsor())
 
 
 @bp.post("/autodocs/<id:autodoc_id>/regenerate")

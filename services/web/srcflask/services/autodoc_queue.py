@@ -11,6 +11,14 @@ The write that finishes a job also tells the people on its document (the editor:
 is text to review; the sponsor: the writer gave up), in the same transaction and only
 when that write won, so each finished job is announced exactly once.
 
+Waiting jobs are taken in turns between sponsors, not first come first served: each
+sponsor's oldest waiting job goes before anyone's second, their second before anyone's
+third, and so on (ties by age). A sponsor who saves a hundred times in a minute then
+delays nobody else by more than one job of theirs per turn, and still has every save
+written, in order. Turns are per sponsor rather than per user because a document's
+autodocs are the sponsor's, whoever asked for them (an admin's regenerate included).
+Places in the queue shown on the pages follow the same order.
+
 All times come from the database clock, the one clock every writer shares.
 """
 import datetime as dt
@@ -19,11 +27,11 @@ import statistics
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
-from ..models import Document
+from ..models import Document, Retention, User
 from ..static.data.processeddata.models import Autodoc, Revision
 from . import audit, notifications
 
@@ -57,14 +65,20 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
     attempts: those are marked failed, so nothing stays `running` forever."""
     now = database_now()
     _fail_exhausted_expired_jobs(now, max_attempts)
-    claimable = or_(
-        Autodoc.status == "queued",
-        and_(Autodoc.status == "running", Autodoc.lease_expires_at < now),
-    )
+    # Jobs whose writer died come first: they waited longest. Then the sponsors' turns.
     ids = db.session.scalars(
-        select(Autodoc.id).where(claimable).order_by(Autodoc.id).limit(limit)
-        .with_for_update(skip_locked=True)
+        select(Autodoc.id).where(Autodoc.status == "running", Autodoc.lease_expires_at < now)
+        .order_by(Autodoc.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
+    if len(ids) < limit:
+        turns = _queued_with_turns()
+        ids += db.session.scalars(
+            # The status is checked on the locked row itself too: a job another writer
+            # claimed since this query's snapshot is re-read under the lock and skipped.
+            select(Autodoc.id).join(turns, turns.c.id == Autodoc.id).where(Autodoc.status == "queued")
+            .order_by(turns.c.turn, Autodoc.id).limit(limit - len(ids))
+            .with_for_update(skip_locked=True, of=Autodoc)
+        ).all()
     if not ids:
         db.session.commit()
         return []
@@ -82,6 +96,21 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
     ).all()
     db.session.commit()
     return [Job(row.id, token, row.title, row.body, _aware(row.queued_at), now) for row in rows]
+
+
+def _queued_with_turns():
+    """Every waiting or running autodoc's id, status and turn: 1 for its sponsor's oldest,
+    2 for the next... A job being written counts as its sponsor's turn, so a sponsor whose
+    job is on the writer goes behind those still waiting for their first. Claims and places
+    in the queue both take the queued ones by (turn, id)."""
+    return (
+        select(Autodoc.id.label("id"), Autodoc.status.label("status"),
+               func.row_number().over(partition_by=Retention.sponsor_id, order_by=Autodoc.id).label("turn"))
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Retention, Retention.document_id == Revision.document_id)
+        .where(Autodoc.status.in_(("queued", "running")))
+        .subquery("turns")
+    )
 
 
 def _fail_exhausted_expired_jobs(now, max_attempts):
@@ -169,18 +198,33 @@ def queue_regeneration(revision, by=None):
 
 def queue_positions(autodoc_ids):
     """{autodoc id: 1-based place in the queue} for the queued ones among `autodoc_ids`,
-    in one query whatever their number."""
+    in the order the writers claim them (sponsors' turns), in one query whatever their number."""
     if not autodoc_ids:
         return {}
-    ahead = aliased(Autodoc)
-    position = (
-        select(func.count(ahead.id)).where(ahead.status == "queued", ahead.id <= Autodoc.id)
-        .correlate(Autodoc).scalar_subquery()
-    )
-    rows = db.session.execute(
-        select(Autodoc.id, position).where(Autodoc.id.in_(autodoc_ids), Autodoc.status == "queued")
-    ).all()
+    turns = _queued_with_turns()
+    places = (select(turns.c.id, func.row_number().over(order_by=(turns.c.turn, turns.c.id)).label("place"))
+              .where(turns.c.status == "queued").subquery())
+    rows = db.session.execute(select(places.c.id, places.c.place).where(places.c.id.in_(autodoc_ids))).all()
     return dict(rows)
+
+
+def queue_by_sponsor(limit=10):
+    """The sponsors with the most autodocs waiting or being written, for the admin's watch
+    over the queue's fairness: (sponsor id, name, queued, running, oldest queued_at) rows, one
+    query."""
+    waiting = Autodoc.status.in_(("queued", "running"))
+    return db.session.execute(
+        select(Retention.sponsor_id, User.name,
+               func.count().filter(Autodoc.status == "queued").label("queued"),
+               func.count().filter(Autodoc.status == "running").label("running"),
+               func.min(Autodoc.queued_at).filter(Autodoc.status == "queued").label("oldest"))
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Retention, Retention.document_id == Revision.document_id)
+        .join(User, User.id == Retention.sponsor_id)
+        .where(waiting)
+        .group_by(Retention.sponsor_id, User.name)
+        .order_by(func.count().desc(), Retention.sponsor_id).limit(limit)
+    ).all()
 
 
 @dataclass(frozen=True)
