@@ -278,9 +278,23 @@ def test_code_under_static_is_404_at_nginx(stack, path):
 
 
 def test_bodies_over_the_apps_limit_are_refused_by_nginx(stack):
-    response = stack.session().post(stack.https + "/auth/login", data=b"x" * (2 * 1024 * 1024), timeout=30)
+    response = stack.session().post(stack.https + "/auth/login", data=b"x" * (10 * 1024 * 1024), timeout=30)
     assert response.status_code == 413
     assert "Content-Security-Policy" not in response.headers
+    assert "That request is too large" in response.text and "nginx" not in response.text
+
+
+def test_nginx_says_the_site_is_unavailable_when_gunicorn_is_down(stack, tmp_path):
+    """The same site, its upstream a port where nothing listens (gunicorn restarting)."""
+    cert, key = self_signed_certificate(tmp_path)
+    http_port, https_port = free_port(), free_port()
+    with nginx(nginx_site(free_port(), http_port, https_port, cert, key)):
+        browser = stack.session()
+        browser.verify = str(cert)
+        response = browser.get(f"https://127.0.0.1:{https_port}/sponsor/documents", timeout=10)
+    assert response.status_code == 502
+    assert "Service unavailable" in response.text and "try again" in response.text
+    assert "nginx" not in response.text
 
 
 def test_health_and_readiness(stack):
