@@ -10,6 +10,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import CONFIGS, check_production
+from .request import SiteRequest
 
 
 def create_app(config=None, **overrides):
@@ -18,6 +19,7 @@ def create_app(config=None, **overrides):
     # Only the public asset folder is served: static/src, static/mlmodels and static/data
     # hold Python code and weights, so they must never be reachable through /static.
     app = Flask(__name__, static_folder="static/assets", static_url_path="/static")
+    app.request_class = SiteRequest  # form bodies are checked before they are parsed
 
     env_name = config if isinstance(config, str) else os.environ.get("SRCFLASK_ENV", "development")
     if env_name == "production":

@@ -1,5 +1,6 @@
 """Error pages in the site's layout: a person never sees a traceback."""
 from flask import current_app, render_template, request
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
@@ -51,6 +52,12 @@ def render_error(error):
         error = DatabaseUnavailable()
     if is_api_request():
         return json_error(error)
+    if request_ctx.url_adapter is None:
+        # The request could not even be matched against the site's URLs (a Host header that
+        # is no host name): a page of the site needs url_for, so the answer is plain text.
+        code = error.code if isinstance(error, HTTPException) else 400
+        return f"{code} {MESSAGES.get(code, 'The request could not be understood.')}\n", code, {
+            "Content-Type": "text/plain; charset=utf-8"}
     if isinstance(error, DatabaseUnavailable):
         # Flask-Login hands `current_user` to every template, loading it from the database
         # if this request has not yet: the page would fail the same way. It is rendered for

@@ -1,11 +1,13 @@
-from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
-from wtforms.validators import InputRequired, Length, ValidationError
+from wtforms import IntegerField, StringField
+from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
+from wtforms.widgets import HiddenInput
 
+from ..forms import SiteForm
+from ..routing import MAX_ROW_ID
 from ..services import tokens
 
 
-class NewTokenForm(FlaskForm):
+class NewTokenForm(SiteForm):
     name = StringField("Token name", validators=[Length(max=tokens.NAME_MAX_LENGTH)],
                        render_kw={"placeholder": "e.g. nightly export script"})
 
@@ -15,5 +17,5 @@ class NewTokenForm(FlaskForm):
             raise ValidationError(problem)
 
 
-class RevokeTokenForm(FlaskForm):
-    token_id = HiddenField(validators=[InputRequired()])
+class RevokeTokenForm(SiteForm):
+    token_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(min=1, max=MAX_ROW_ID)])

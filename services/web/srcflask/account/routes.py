@@ -30,8 +30,7 @@ def api_tokens():
 @bp.post("/tokens/revoke")
 def revoke_token():
     form = RevokeTokenForm()
-    token_id = form.token_id.data if form.validate() and (form.token_id.data or "").isdigit() else None
-    revoked = tokens.revoke_token(current_user, int(token_id)) if token_id else None
+    revoked = tokens.revoke_token(current_user, form.token_id.data) if form.validate() else None
     if revoked is None:
         flash("There is no such active token.", "info")
     else:

@@ -1,18 +1,18 @@
 """Admin forms: the filters of the user list and of the audit log (GET forms) and the
 decisions' inputs."""
-from flask_wtf import FlaskForm
 from wtforms import DateField, SearchField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import Length, Optional, ValidationError
 
 from ..models import ROLES, STATUSES
 from ..services import audit, users
+from ..forms import SiteForm
 
 
 def _choices(anything, values):
     return [SelectChoice("", anything), *(SelectChoice(value, value.title()) for value in values)]
 
 
-class _FilterForm(FlaskForm):
+class _FilterForm(SiteForm):
     """Search and filters of a list. A GET form: it changes nothing, so no CSRF."""
 
     class Meta:
@@ -47,13 +47,13 @@ class AuditFilterForm(_FilterForm):
             raise ValidationError("The end date is before the start date.")
 
 
-class DecisionForm(FlaskForm):
+class DecisionForm(SiteForm):
     """Reject and suspend: an optional reason, shown to the user on their standing page."""
 
     reason = TextAreaField("Reason (optional, shown to the user)",
                            validators=[Optional(), Length(max=users.REASON_MAX_LENGTH)])
 
 
-class RoleForm(FlaskForm):
+class RoleForm(SiteForm):
     # services.users.change_role refuses a role that does not exist, in its own words.
     role = SelectField("Role", choices=[SelectChoice(r, r.title()) for r in ROLES], validate_choice=False)

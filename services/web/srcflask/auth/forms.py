@@ -1,18 +1,18 @@
 """Sign-up and log-in forms. The account rules themselves (email syntax and uniqueness,
 password strength) live in services.users, shared with `flask create-admin`."""
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, RadioField, SelectChoice, StringField
 from wtforms.validators import AnyOf, DataRequired, EqualTo, InputRequired, Length, Optional
 
 from ..models import SELF_SERVICE_ROLES, User
 from ..services import users
+from ..forms import SiteForm
 
 
 def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class SignupForm(FlaskForm):
+class SignupForm(SiteForm):
     name = StringField(
         "Full name",
         filters=[_strip],
@@ -73,7 +73,7 @@ class SignupForm(FlaskForm):
                 self[name].errors = [*self[name].errors, message]
 
 
-class LoginForm(FlaskForm):
+class LoginForm(SiteForm):
     email = EmailField(
         "Email",
         filters=[_strip],

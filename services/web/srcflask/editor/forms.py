@@ -1,10 +1,10 @@
 """Editor forms. The comment rule comes from services.reviews, so the form and the service
 can never disagree about when a comment is required."""
-from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectChoice, TextAreaField
 from wtforms.validators import InputRequired, ValidationError
 
 from ..services.reviews import COMMENT_MAX_CHARS, comment_error
+from ..forms import SiteForm
 
 CHOOSE = "Choose approve, request changes or reject."
 
@@ -13,7 +13,7 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class VerdictForm(FlaskForm):
+class VerdictForm(SiteForm):
     decision = RadioField(
         "Verdict",
         choices=[SelectChoice("approve", "Approve"), SelectChoice("request_changes", "Request changes"),

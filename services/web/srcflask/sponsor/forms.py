@@ -1,11 +1,11 @@
 """Sponsor forms. The text rules and the editor choices come from services.documents, so a
 form and the service can never disagree about what a valid document or editor is."""
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, NumberRange, ValidationError
 from wtforms.widgets import HiddenInput
 
 from ..services.documents import TITLE_MAX_CHARS, body_error, clean_body, clean_title, title_error
+from ..forms import SiteForm
 
 # Versions are PostgreSQL integers; anything outside can only be a tampered form.
 MAX_VERSION = 2**31 - 1
@@ -35,7 +35,7 @@ class _EditorChoice:
         self.editor.choices = [(editor.id, _editor_label(editor)) for editor in editors]
 
 
-class DocumentForm(FlaskForm):
+class DocumentForm(SiteForm):
     title = StringField(
         "Title",
         filters=[clean_title],
@@ -60,5 +60,5 @@ class EditDocumentForm(DocumentForm):
     )
 
 
-class ReassignEditorForm(_EditorChoice, FlaskForm):
+class ReassignEditorForm(_EditorChoice, SiteForm):
     editor = SelectField("Editor", coerce=int)
