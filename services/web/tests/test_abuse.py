@@ -24,18 +24,13 @@ from srcflask.forms import NUL_MESSAGE
 from srcflask.services import tokens
 
 from .factories import DEFAULT_PASSWORD, make_document, make_user, write_autodocs
-from .helpers import html
+from .helpers import ERROR_SHOWN, LEAKS, database_fingerprint, html
 
 MEGABYTE = 1024 * 1024
-# What a Python or database failure would leak into a page.
-LEAKS = ("Traceback (most recent call last)", 'File "/', "psycopg2", "sqlalchemy", "werkzeug.exceptions",
-         "UnicodeDecodeError", "ValueError", "Werkzeug Debugger")
 TOO_LARGE = "That request is too large."
 BAD_REQUEST = "The request could not be understood."
 NOT_FOUND = "There is nothing here, or it is not yours to see."
 LOGIN_FAILED = "Email or password is incorrect."
-# How a form page shows what is wrong: next to a field, or above the form.
-ERROR_SHOWN = ("invalid-feedback", "alert-danger")
 # Not numbers (the URL matches no route), and numbers no row id (a PostgreSQL integer) can be.
 NOT_IDS = ["abc", "-1", "1.0", "0x10", "1e3", " 1", "1%00", "%FF", "%C3%28", "²"]
 OVERFLOWING_IDS = ["0", str(2**31), str(2**63), "9" * 30, "9" * 5000]
@@ -43,19 +38,6 @@ INVALID_UTF8 = [b"\xff\xfe", b"\xc3\x28", b"\xed\xa0\x80", b"caf\xe9", b"\xf8\x8
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def database_fingerprint():
-    """{table: (rows, md5 of every row as text)} for every table of the app, in one query:
-    two equal fingerprints mean no row was added, removed or changed anywhere."""
-    query = " UNION ALL ".join(
-        f"SELECT '{table.name}', count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-        f'FROM "{table.name}" t'
-        for table in db.metadata.sorted_tables
-    )
-    fingerprint = {name: (rows, digest) for name, rows, digest in db.session.execute(text(query))}
-    db.session.rollback()
-    return fingerprint
 
 
 @contextmanager

@@ -24,8 +24,7 @@ from srcflask.services.users import normalize_email
 from srcflask.static.data.processeddata.models import Autodoc, Revision
 
 from .factories import DEFAULT_PASSWORD, make_document, make_user
-from .helpers import html
-from .test_abuse import ERROR_SHOWN, LEAKS, database_fingerprint
+from .helpers import ERROR_SHOWN, LEAKS, database_fingerprint, html
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
