@@ -9,7 +9,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import CONFIGS, check_production
+from .config import CONFIGS, check_production, database_engine_options
 from .request import SiteRequest
 
 
@@ -29,6 +29,8 @@ def create_app(config=None, **overrides):
         app.config.from_object(config)
     app.config.from_mapping(overrides)
     app.config["SRCFLASK_ENV"] = env_name
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = database_engine_options(app.config["SQLALCHEMY_DATABASE_URI"],
+                                                                      app.config["SQLALCHEMY_ENGINE_OPTIONS"])
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)

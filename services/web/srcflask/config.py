@@ -106,6 +106,16 @@ class ProductionConfig(BaseConfig):
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 
 
+def database_engine_options(uri, options):
+    """SQLAlchemy engine options for the database at `uri`: on PostgreSQL, JIT compilation
+    off. The app's queries are short OLTP queries for which PostgreSQL's cost estimates
+    cross the JIT thresholds on large tables, and compiling took 60-90 ms of each list
+    query at 100,000 documents, more than running it (bench/RESULTS.md, "Load at scale")."""
+    if uri.startswith("postgresql"):
+        return {**options, "connect_args": {**options.get("connect_args", {}), "options": "-c jit=off"}}
+    return options
+
+
 class ConfigurationError(RuntimeError):
     """Raised when the app is asked to start with a configuration that must not run."""
 

@@ -97,6 +97,23 @@ def test_the_queue_holds_only_the_editors_own_written_unreviewed_autodocs(app, e
     assert re.search(r'review-count">1</span>', page)
 
 
+def test_the_review_badge_stops_counting_at_its_cap(app, editor, login_as, monkeypatch):
+    """Every page shows the badge, so its query stops at REVIEW_BADGE_CAP autodocs (100)
+    and says "99+"; a cap of 3 shows it with four autodocs waiting."""
+    browser, me = editor
+    with app.app_context():
+        sam = make_user("sponsor").id
+    for number in range(4):
+        new_document(app, sam, me.id, title=f"Doc {number}")
+    write(app)
+    monkeypatch.setattr(reviews, "REVIEW_BADGE_CAP", 5)
+    assert re.search(r'review-count">4</span>', html(browser.get("/editor/reviews")))
+    monkeypatch.setattr(reviews, "REVIEW_BADGE_CAP", 3)
+    page = html(browser.get("/editor/reviews"))
+    assert re.search(r'review-count">2\+</span>', page)
+    assert len(queue_titles(page)) == 4  # the queue itself lists every one
+
+
 def test_the_queue_shows_version_and_marks_stale_autodocs(app, editor, sponsor):
     browser, me = editor
     document_id = new_document(app, sponsor[1].id, me.id, title="Report")

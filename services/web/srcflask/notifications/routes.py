@@ -23,6 +23,9 @@ def navigation_counts():
     return g.navigation_counts
 
 
+bp.add_app_template_filter(reviews.review_badge, "review_badge")
+
+
 @bp.get("/")
 def index():
     page = paginate(notifications.inbox_query(current_user), request.args.get("page", 1, type=int))

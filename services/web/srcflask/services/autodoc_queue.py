@@ -71,12 +71,20 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
         .order_by(Autodoc.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     if len(ids) < limit:
+        # The next few jobs in turn order first, in a subquery of its own (its LIMIT keeps the
+        # planner from joining the whole queue to the locking scan: with the statistics of a
+        # queue that just filled up, that plan took seconds); a few more than the free slots,
+        # since a writer claiming at the same moment may hold some of them.
         turns = _queued_with_turns()
+        candidates = (
+            select(turns.c.id, turns.c.turn).where(turns.c.status == "queued")
+            .order_by(turns.c.turn, turns.c.id).limit(4 * limit).subquery("candidates")
+        )
         ids += db.session.scalars(
             # The status is checked on the locked row itself too: a job another writer
             # claimed since this query's snapshot is re-read under the lock and skipped.
-            select(Autodoc.id).join(turns, turns.c.id == Autodoc.id).where(Autodoc.status == "queued")
-            .order_by(turns.c.turn, Autodoc.id).limit(limit - len(ids))
+            select(Autodoc.id).join(candidates, candidates.c.id == Autodoc.id).where(Autodoc.status == "queued")
+            .order_by(candidates.c.turn, Autodoc.id).limit(limit - len(ids))
             .with_for_update(skip_locked=True, of=Autodoc)
         ).all()
     if not ids:

@@ -83,10 +83,21 @@ def _awaiting_review(editor, *columns):
     )
 
 
+# The navigation's badge counts this far and then says "99+": every page shows it, so it
+# must cost the same for an editor with ten thousand autodocs waiting as for one with ten.
+REVIEW_BADGE_CAP = 100
+
+
+def review_badge(count):
+    """The badge's text for a count from awaiting_review_count."""
+    return f"{REVIEW_BADGE_CAP - 1}+" if count >= REVIEW_BADGE_CAP else str(count)
+
+
 def awaiting_review_count(editor):
-    """How many autodocs wait for the editor's verdict, as a scalar subquery (the
-    navigation asks for it with its other counts, in one query per page)."""
-    return _awaiting_review(editor, func.count(Autodoc.id)).scalar_subquery()
+    """How many autodocs wait for the editor's verdict, up to REVIEW_BADGE_CAP, as a scalar
+    subquery (the navigation asks for it with its other counts, in one query per page)."""
+    first = _awaiting_review(editor, Autodoc.id).limit(REVIEW_BADGE_CAP).subquery()
+    return select(func.count()).select_from(first).scalar_subquery()
 
 
 def review_queue(editor, page=1, per_page=None):

@@ -5,7 +5,7 @@ The autodocs table is also the writer's queue: a row is a job. Its claim columns
 one database with SELECT ... FOR UPDATE SKIP LOCKED and leases; a late write from a
 worker whose lease ran out is refused because its attempt token no longer matches.
 """
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ....extensions import db
@@ -48,6 +48,13 @@ class Autodoc(db.Model):
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
         UniqueConstraint("revision_id", "generation", name="uq_autodocs_revision_generation"),
         Index("ix_autodocs_status_id", "status", "id"),
+        # The writer's recent pace (the newest finished ones), read by every page that shows
+        # a place in the queue, and the done autodocs of a set of revisions (review queues,
+        # the review badge): without them both scan every autodoc (bench/RESULTS.md).
+        Index("ix_autodocs_done_finished_at", "finished_at",
+              postgresql_where=text("status = 'done'"), sqlite_where=text("status = 'done'")),
+        Index("ix_autodocs_done_revision_id", "revision_id", postgresql_include=["id"],
+              postgresql_where=text("status = 'done'"), sqlite_where=text("status = 'done'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
