@@ -17,7 +17,8 @@ MESSAGES = {
     413: "That request is too large. Shorten the text and try again.",
     429: "Too many attempts. Wait a minute and try again.",
     500: "Something went wrong on our side. Your last change was not saved; please try again.",
-    503: "The service is briefly unavailable. Your last change was not saved; please try again in a moment.",
+    503: "The service is briefly unavailable. If you were saving, your change may not have been saved: "
+         "check, then try again in a moment.",
 }
 CSRF_MESSAGE = "This form has expired or was not sent from this site. Reload the page and try again."
 # How long a client should wait before retrying while the database is unreachable: a
@@ -99,5 +100,20 @@ def _rollback_quietly():
         db.session.close()
 
 
+def end_session(exc):
+    """End the request's database session. Flask-SQLAlchemy's own teardown rolls back on a
+    connection that may have died after the request's last query, and an error raised there
+    escapes every handler (gunicorn's bare 500, for a request that had succeeded): here the
+    dead connection is discarded instead."""
+    try:
+        db.session.remove()
+    except sa_exc.SQLAlchemyError:
+        db.session().invalidate()
+        db.session.remove()
+
+
 def init_app(app):
     app.register_error_handler(Exception, render_error)
+    # Registered after db.init_app, so it runs before Flask-SQLAlchemy's teardown (Flask
+    # runs them in reverse), which then finds nothing left to do.
+    app.teardown_appcontext(end_session)

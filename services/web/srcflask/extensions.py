@@ -22,7 +22,12 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+# Objects keep their values after a commit instead of reloading them on next use: a view
+# that commits and then builds its redirect from the saved object must not need the
+# database again, or a connection lost just after the commit would answer "not saved"
+# for a save that was (tests/test_faults.py restarts PostgreSQL under saves).
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
+                session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

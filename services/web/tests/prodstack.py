@@ -7,6 +7,7 @@ services/nginx/nginx.conf. The environment is the one docker-compose.prod.yml gi
 web container (.env.prod plus the secrets of .env.prod.db); only what names a container
 (the database host, the upstream, the ports, the mounted paths) is replaced.
 """
+import json
 import os
 import re
 import secrets
@@ -18,6 +19,7 @@ import tempfile
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -226,3 +228,43 @@ def nginx(site, startup_timeout=20):
     finally:
         server.stop()
         shutil.rmtree(prefix, ignore_errors=True)
+
+
+@dataclass
+class Stack:
+    https: str  # base URL of nginx over TLS
+    http: str  # base URL of nginx's plain-HTTP server
+    ca: str  # the self-signed certificate, to verify against
+    database_url: str
+    web: Process
+    proxy: Process
+    migrate_output: str
+
+    def session(self):
+        """A browser that trusts the stack's certificate (and no proxy or CA bundle
+        settings of the environment, which requests would let override it)."""
+        browser = requests.Session()
+        browser.trust_env = False
+        browser.verify = self.ca
+        return browser
+
+    def get(self, path, **kwargs):
+        return self.session().get(self.https + path, timeout=10, allow_redirects=False, **kwargs)
+
+    def logs(self):
+        return f"--- gunicorn ---\n{self.web.output()[-6000:]}\n--- nginx ---\n{self.proxy.output()[-3000:]}"
+
+
+def gunicorn_workers(master_pid):
+    """The pids of the gunicorn master's worker processes."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def json_lines(output):
+    """The JSON objects among a process's output lines (the app's and gunicorn's logs)."""
+    lines = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines

@@ -265,6 +265,9 @@ def test_autodoc_state_is_the_one_the_pages_poll(api, people, login_as, app):
     queued = api("GET", f"/api/v1/autodocs/{autodoc_id}", people["owner_token"]).get_json()
     assert (queued["status"], queued["position"], queued["stamp"]) == ("queued", 1, None)
     write_autodocs("the writer's words")
+    # The test's app context is the requests' too: forget the autodoc the first GET loaded,
+    # as a new request's session would.
+    db.session.expire_all()
     state = api("GET", f"/api/v1/autodocs/{autodoc_id}", people["owner_token"]).get_json()
     assert state["status"] == "done" and state["continuation"] == "the writer's words"
     assert state["stamp"] == {"model": "tiny-gpt2", "settings": {"num_beams": 1}}

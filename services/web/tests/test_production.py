@@ -10,26 +10,22 @@ person's round trip goes through nginx: the first admin from `flask create-admin
 sponsor and an editor signing up through the forms, the admin approving them, the sponsor
 saving a document, and the in-process writer of the gunicorn worker writing its autodoc.
 """
-import json
 import re
 import secrets
 import shutil
 import subprocess
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import requests
 import yaml
 from dotenv import dotenv_values
 from sqlalchemy import create_engine, text
 
 from .factories import DEFAULT_PASSWORD
 from .helpers import CSRF_META
-from .prodstack import (REPO_ROOT, WEB_ROOT, Process, free_port, gunicorn, nginx, nginx_site, production_env,
-                        run_entrypoint, self_signed_certificate, throwaway_database)
+from .prodstack import (REPO_ROOT, WEB_ROOT, Stack, free_port, gunicorn, gunicorn_workers, json_lines, nginx,
+                        nginx_site, production_env, run_entrypoint, self_signed_certificate, throwaway_database)
 from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -185,31 +181,6 @@ def test_replicas_starting_together_take_turns_at_migrating(tmp_path):
 
 
 # --- the running stack ----------------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    https: str  # base URL of nginx over TLS
-    http: str  # base URL of nginx's plain-HTTP server
-    ca: str  # the self-signed certificate, to verify against
-    database_url: str
-    web: Process
-    proxy: Process
-    migrate_output: str
-
-    def session(self):
-        """A browser that trusts the stack's certificate (and no proxy or CA bundle
-        settings of the environment, which requests would let override it)."""
-        browser = requests.Session()
-        browser.trust_env = False
-        browser.verify = self.ca
-        return browser
-
-    def get(self, path, **kwargs):
-        return self.session().get(self.https + path, timeout=10, allow_redirects=False, **kwargs)
-
-    def logs(self):
-        return f"--- gunicorn ---\n{self.web.output()[-6000:]}\n--- nginx ---\n{self.proxy.output()[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -378,12 +349,6 @@ def autodoc_row(database_url, document_id):
         engine.dispose()
 
 
-def gunicorn_workers(master_pid):
-    """The pids of the gunicorn master's worker processes."""
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    return {int(pid) for pid in children}
-
-
 def test_round_trip_save_to_autodoc_written_by_gunicorns_writer(stack):
     assert "Created the approved admin first.admin@example.org." in stack.migrate_output
     sign_up(stack, SPONSOR)
@@ -423,14 +388,6 @@ def test_round_trip_save_to_autodoc_written_by_gunicorns_writer(stack):
 
     check_logs(stack, document_id, autodoc_id)
     check_metrics(stack)
-
-
-def json_lines(output):
-    lines = []
-    for line in output.splitlines():
-        if line.startswith("{"):
-            lines.append(json.loads(line))
-    return lines
 
 
 def check_logs(stack, document_id, autodoc_id):

@@ -17,7 +17,8 @@ MESSAGES = {
     413: "The request body is too large.",
     429: "Too many requests for this token. Wait and try again.",
     500: "Something went wrong on our side. Nothing was saved; please try again.",
-    503: "The service is briefly unavailable. Nothing was saved; retry after the Retry-After seconds.",
+    503: "The service is briefly unavailable; retry after Retry-After seconds. A change may or may not have "
+         "been saved: read it back before sending it again.",
 }
 
 
