@@ -14,7 +14,7 @@ from srcflask.extensions import db
 from srcflask.models import Autodoc, Document, Retention, Revision, User
 from srcflask.services.documents import update_document
 
-from .factories import make_document, make_user
+from .factories import make_document, make_user, write_autodocs
 from .helpers import XSS, XSS_ESCAPED, html
 
 CONFLICT = "This document was changed since you opened it: it is now at version {}."
@@ -419,9 +419,32 @@ def test_list_and_document_page_run_a_constant_number_of_queries(app, login_as, 
     list_count, page_count, _ = measured[3]
     # Each page also runs the navigation's one query (the bell's unread count, issue 4).
     assert list_count <= 5  # user, count, the page's ids, its rows, navigation
-    # user, document, revisions, autodocs (with their verdicts, joined), editors for the form,
-    # queue places, recent timings, navigation
-    assert page_count <= 8
+    # user, document, the history's count and page, its autodocs (with their verdicts,
+    # joined), editors for the form, queue places, recent timings, navigation
+    assert page_count <= 9
+
+
+def revisions_shown(page):
+    return [int(version) for version in re.findall(r'id="revision-(\d+)"', page)]
+
+
+def test_a_long_history_is_shown_a_page_at_a_time(app, sponsor, editors):
+    browser, user = sponsor
+    document_id = _populate(app, user, editors[0], 25)
+    first = html(browser.get(f"/sponsor/documents/{document_id}"))
+    assert revisions_shown(first) == list(range(25, 5, -1))
+    assert "Versions 1–20 of 25, newest first." in first
+    assert f'href="/sponsor/documents/{document_id}?page=2"' in first
+    second = html(browser.get(f"/sponsor/documents/{document_id}?page=2"))
+    assert revisions_shown(second) == [5, 4, 3, 2, 1]
+
+    with app.app_context():
+        write_autodocs()
+        third = db.session.scalar(select(Autodoc.id).join(Revision)
+                                  .where(Revision.document_id == document_id, Revision.version == 3))
+    response = browser.post(f"/sponsor/autodocs/{third}/regenerate")
+    # Back to the page of the history that shows version 3.
+    assert response.headers["Location"] == f"/sponsor/documents/{document_id}?page=2#revision-3"
 
 
 # --- who may do what ----------------------------------------------------------------------

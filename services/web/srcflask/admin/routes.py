@@ -149,8 +149,8 @@ def document_list():
 @bp.get("/documents/<id:document_id>")
 def document(document_id):
     document = get_any_document_or_404(document_id)
-    revisions, progress = document_history(document)
-    return render_template("admin/document.html", document=document, revisions=revisions, progress=progress)
+    history, progress = document_history(document, request.args.get("page", 1, type=int))
+    return render_template("admin/document.html", document=document, history=history, progress=progress)
 
 
 @bp.get("/autodocs/<id:autodoc_id>")

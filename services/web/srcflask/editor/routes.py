@@ -37,8 +37,8 @@ def document_list():
 @bp.get("/documents/<id:document_id>")
 def document(document_id):
     document = get_document_or_404(document_id, current_user)
-    revisions, progress = document_history(document)
-    return render_template("editor/document.html", document=document, revisions=revisions, progress=progress)
+    history, progress = document_history(document, request.args.get("page", 1, type=int))
+    return render_template("editor/document.html", document=document, history=history, progress=progress)
 
 
 @bp.get("/reviews", endpoint="reviews")

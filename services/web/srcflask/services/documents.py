@@ -242,24 +242,40 @@ def get_autodoc_or_404(autodoc_id, user):
     return autodoc
 
 
-def document_revisions(document):
+# Revisions per page of a document's history: a document saved hundreds of times must
+# not make its page render hundreds of texts and autodocs (bench/RESULTS.md).
+HISTORY_PAGE_SIZE = 20
+
+
+def _revisions_of(document):
     """The document's revisions, newest first, with their savers and autodocs, and each
     autodoc's current verdict and its editor (2 queries)."""
-    return db.session.scalars(
+    return (
         select(Revision)
         .where(Revision.document_id == document.id)
         .options(joinedload(Revision.saved_by),
                  selectinload(Revision.autodocs).joinedload(Autodoc.current_verdict).joinedload(Verdict.editor))
         .order_by(Revision.version.desc())
-    ).all()
+    )
 
 
-def document_history(document):
-    """The revisions (as document_revisions) and {autodoc id: Progress} for the queued
-    autodocs among them: what a document page shows, in four queries."""
-    revisions = document_revisions(document)
-    autodocs = [autodoc for revision in revisions for autodoc in revision.autodocs]
-    return revisions, progress_of(autodocs, current_app.config["WRITER_BATCH_SIZE"])
+def document_revisions(document):
+    """Every revision of the document, as _revisions_of loads them (the API's list)."""
+    return db.session.scalars(_revisions_of(document)).all()
+
+
+def document_history(document, page=1):
+    """One page of the document's revisions (HISTORY_PAGE_SIZE, newest first, loaded as
+    _revisions_of does) and {autodoc id: Progress} for the queued autodocs on it: what a
+    document page shows, in five queries however long the history."""
+    history = paginate(_revisions_of(document), page, HISTORY_PAGE_SIZE)
+    autodocs = [autodoc for revision in history.items for autodoc in revision.autodocs]
+    return history, progress_of(autodocs, current_app.config["WRITER_BATCH_SIZE"])
+
+
+def history_page_of(document, version):
+    """The page of the document's history that shows `version`."""
+    return (document.version - version) // HISTORY_PAGE_SIZE + 1
 
 
 def autodoc_state(autodoc):

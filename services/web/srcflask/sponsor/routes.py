@@ -18,6 +18,7 @@ from ..services.documents import (
     clean_query,
     create_document,
     document_history,
+    history_page_of,
     get_document_or_404,
     reassign_editor,
     sponsor_documents,
@@ -58,9 +59,9 @@ def new_document():
 
 
 def _document_page(document, reassign_form):
-    revisions, progress = document_history(document)
+    history, progress = document_history(document, request.args.get("page", 1, type=int))
     return render_template(
-        "sponsor/document.html", document=document, revisions=revisions, progress=progress, reassign_form=reassign_form
+        "sponsor/document.html", document=document, history=history, progress=progress, reassign_form=reassign_form
     )
 
 
@@ -119,4 +120,7 @@ def regenerate_autodoc(autodoc_id):
     else:
         db.session.commit()
         flash(f"A new autodoc for version {autodoc.revision.version} is queued.", "success")
-    return redirect(url_for(".document", document_id=autodoc.revision.document_id) + f"#revision-{autodoc.revision.version}")
+    revision = autodoc.revision
+    page = history_page_of(revision.document, revision.version)
+    return redirect(url_for(".document", document_id=revision.document_id, page=page if page > 1 else None)
+                    + f"#revision-{revision.version}")
