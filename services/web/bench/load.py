@@ -482,6 +482,7 @@ def main():
     args.documents = args.documents or (10_000 if args.quick else 100_000)
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.configs = args.configs or [Config.parse(c) for c in DEFAULT_CONFIGS]
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)  # gunicorn's logs go beside it
     if not shutil.which("wrk"):
         parser.error("wrk is missing: apt-get install -y wrk")
     missing = sorted({name for config in args.configs for name, _ in config.knobs if not hasattr(BaseConfig, name)})
