@@ -28,7 +28,8 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 class DatabaseUnavailable(ServiceUnavailable):
     """The database could not be reached (restarting, failing over, out of connections).
-    The request's transaction was rolled back, so nothing of it was saved."""
+    The request's open transaction is rolled back; one that was committing when the
+    connection dropped may or may not have been saved, as the page says."""
 
     def __init__(self):
         super().__init__(retry_after=DATABASE_RETRY_AFTER_SECONDS)
