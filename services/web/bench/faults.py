@@ -28,10 +28,10 @@ from collections import Counter
 from pathlib import Path
 
 from bench.writer_bench import _cpu_model, _version
-from tests.faultkit import (WRITER_SETTINGS, JobFeeder, Saver, WriterPool, audit_queue, audit_saves,
+from tests.faultkit import (WRITER_SETTINGS, JobFeeder, WriterPool, audit_queue, audit_saves,
                             gunicorn_processes, kill_writers, load_tokenizer, log_events, migrated_app,
-                            production_stack, queue_drained, queue_engine, restart_during_saves, stop_past_lease,
-                            wait_until, writer_env, writer_loaded, xla_cache)
+                            queue_drained, queue_engine, restart_during_saves, saving_stack, stop_past_lease,
+                            wait_until, writer_env)
 from tests.pgserver import PostgresServer, postgres_bin_dir
 from tests.prodstack import throwaway_database
 from tests.tinygpt2 import build_tiny_gpt2
@@ -93,14 +93,7 @@ def database_restarts(workdir, model_dir, cache_dir, modes, rng):
         JobFeeder(app, people.sponsors[0][0], people.editor_id, rng).add(BACKLOG)
         with app.app_context():
             db.engine.dispose()
-        settings = {**WRITER_SETTINGS, **xla_cache(cache_dir), "WRITER_LEASE_SECONDS": 10, "WRITER_BATCH_SIZE": 8}
-        with production_stack(database_url, model_dir, workdir, **settings) as stack:
-            wait_until(lambda: writer_loaded(stack), 300, "the writer loaded", interval=0.5)
-            processes = gunicorn_processes(stack)
-            savers = [Saver(stack, email, people.editor_id, f"s{number}")
-                      for number, (_, email) in enumerate(people.sponsors)]
-            for saver in savers:
-                saver.log_in()
+        with saving_stack(database_url, model_dir, workdir, cache_dir, people, 300) as (stack, processes, savers):
             figures["restarts"] = restart_during_saves(server, stack, engine, savers, modes)
             started = time.monotonic()
             wait_until(lambda: queue_drained(engine), 600, "the queue drained after the restarts", interval=0.2)

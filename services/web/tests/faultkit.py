@@ -480,6 +480,24 @@ def production_stack(database_url, model_dir, workdir, **settings):
                     database_url=database_url, web=web, proxy=proxy, migrate_output="")
 
 
+# The restart scenario's writer: the kill scenarios' settings with a lease that outlasts a
+# restart (its jobs are not handed over meanwhile) and full batches.
+RESTART_SETTINGS = {**WRITER_SETTINGS, "WRITER_LEASE_SECONDS": 10, "WRITER_BATCH_SIZE": 8}
+
+
+@contextmanager
+def saving_stack(database_url, model_dir, workdir, cache_dir, people, load_timeout):
+    """production_stack with its writer loaded and one logged-in Saver per sponsor of
+    `people`: yields (the Stack, its gunicorn processes, the savers)."""
+    with production_stack(database_url, model_dir, workdir, **RESTART_SETTINGS, **xla_cache(cache_dir)) as stack:
+        wait_until(lambda: writer_loaded(stack), load_timeout, "the writer loaded", interval=0.5)
+        savers = [Saver(stack, email, people.editor_id, f"s{number}")
+                  for number, (_, email) in enumerate(people.sponsors)]
+        for saver in savers:
+            saver.log_in()
+        yield stack, gunicorn_processes(stack), savers
+
+
 @dataclass
 class Answer:
     """One response a browser got."""

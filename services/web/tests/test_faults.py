@@ -19,10 +19,9 @@ import pytest
 from sqlalchemy import text
 
 from .factories import make_user
-from .faultkit import (HOST, WRITER_SETTINGS, JobFeeder, Saver, WriterPool, audit_queue, audit_saves,
-                       gunicorn_processes, kill_writers, load_tokenizer, log_events, migrated_app, production_stack,
-                       queue_drained, queue_engine, restart_during_saves, stop_past_lease, wait_until, writer_env,
-                       writer_loaded, xla_cache)
+from .faultkit import (HOST, WRITER_SETTINGS, JobFeeder, WriterPool, audit_queue, audit_saves, gunicorn_processes,
+                       kill_writers, load_tokenizer, log_events, migrated_app, queue_drained, queue_engine,
+                       restart_during_saves, saving_stack, stop_past_lease, wait_until, writer_env)
 from .pgserver import pg_server  # noqa: F401  (fixture)
 from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
@@ -124,14 +123,7 @@ def served_database(pg_server):  # noqa: F811
 def test_postgresql_restarts_under_saves_and_generation(pg_server, served_database, tiny_model_dir,  # noqa: F811
                                                         xla_cache_dir, tmp_path):
     database_url, people, queue = served_database
-    settings = {**WRITER_SETTINGS, **xla_cache(xla_cache_dir), "WRITER_LEASE_SECONDS": 10, "WRITER_BATCH_SIZE": 8}
-    with production_stack(database_url, tiny_model_dir, tmp_path, **settings) as stack:
-        wait_until(lambda: writer_loaded(stack), 180, "the writer loaded", interval=0.5)
-        processes = gunicorn_processes(stack)
-        savers = [Saver(stack, email, people.editor_id, f"s{number}")
-                  for number, (_, email) in enumerate(people.sponsors)]
-        for saver in savers:
-            saver.log_in()
+    with saving_stack(database_url, tiny_model_dir, tmp_path, xla_cache_dir, people, 180) as (stack, processes, savers):
         restarts = restart_during_saves(pg_server, stack, queue, savers, ("fast", "immediate"))
         wait_until(lambda: queue_drained(queue), 120, "the queue drained after the restarts")
 
