@@ -59,7 +59,7 @@ def database_now():
 
 
 def claim_jobs(worker, limit, lease_seconds, max_attempts):
-    """Claim up to `limit` jobs, oldest first, for `worker`; commits and returns them.
+    """Claim up to `limit` jobs for `worker`, in the sponsors' turns; commits and returns them.
 
     Jobs whose lease ran out are claimed again, unless they already used up their
     attempts: those are marked failed, so nothing stays `running` forever."""
