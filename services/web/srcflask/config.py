@@ -24,9 +24,10 @@ class BaseConfig:
     # The largest legitimate form is one document (body cap, 4 bytes per character at
     # worst, plus title and fields): anything bigger is refused with 413 before parsing.
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
-    # The largest form has seven fields: a body with more (urlencoded or multipart) is
-    # refused with 413 before its fields are parsed (srcflask/request.py).
-    MAX_FORM_FIELDS = _env_int("MAX_FORM_FIELDS", 100)
+    # Flask's limit on multipart fields (default 1,000), applied to urlencoded bodies too by
+    # srcflask/request.py: the largest form has seven fields, so a body with more is refused
+    # with 413 before its fields are parsed.
+    MAX_FORM_PARTS = _env_int("MAX_FORM_PARTS", 100)
     PAGE_SIZE = _env_int("PAGE_SIZE", 20)
 
     SESSION_COOKIE_HTTPONLY = True

@@ -48,9 +48,13 @@ def render_error(error):
     error as the API's JSON (by path: a URL under /api/v1 that matches no route has no
     blueprint, and must still not get a page)."""
     if is_database_outage(error):
-        _rollback_quietly()
         current_app.logger.warning("Database unavailable: %s", error.__class__.__name__,
                                    extra={"event": "database_unavailable", "error": str(error).splitlines()[0]})
+        # Whatever still wants to know who is logged in (every template, the request's log
+        # line) would load the user from the database and fail the same way: the rest of
+        # the request is served as an anonymous visitor (the session is kept: nobody is
+        # logged out). The dead connection is discarded at teardown (end_session).
+        login_manager._update_request_context_with_user()
         error = DatabaseUnavailable()
     if is_api_request():
         return json_error(error)
@@ -61,10 +65,6 @@ def render_error(error):
         return f"{code} {MESSAGES.get(code, 'The request could not be understood.')}\n", code, {
             "Content-Type": "text/plain; charset=utf-8"}
     if isinstance(error, DatabaseUnavailable):
-        # Flask-Login hands `current_user` to every template, loading it from the database
-        # if this request has not yet: the page would fail the same way. It is rendered for
-        # an anonymous visitor instead (the session is left as it is: nobody is logged out).
-        login_manager._update_request_context_with_user()
         return (render_template("errors/unavailable.html", code=error.code, message=MESSAGES[503],
                                 retry_after=error.retry_after, submitted=_submitted_text(),
                                 retry_url=request.url if request.method == "GET" else None),
@@ -90,15 +90,6 @@ def _submitted_text():
         return []
     return [(label, request.form[name]) for label, name in (("Title", "title"), ("Body", "body"))
             if request.form.get(name)]
-
-
-def _rollback_quietly():
-    """End the failed transaction; with the connection gone the rollback itself may fail,
-    and the pool discards that connection either way."""
-    try:
-        db.session.rollback()
-    except sa_exc.SQLAlchemyError:
-        db.session.close()
 
 
 def end_session(exc):

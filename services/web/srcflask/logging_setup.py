@@ -13,7 +13,6 @@ import time
 
 from flask import g, request
 from flask_login import current_user
-from sqlalchemy.exc import SQLAlchemyError
 
 request_log = logging.getLogger("srcflask.request")
 
@@ -62,18 +61,9 @@ def request_seconds():
     return time.perf_counter() - g.request_started
 
 
-def _logged_in_user_id():
-    """The user's id, or None. Loading the user asks the database, which may be the very
-    thing that failed this request: its log line is written all the same."""
-    try:
-        return current_user.get_id() if current_user.is_authenticated else None
-    except SQLAlchemyError:
-        return None
-
-
 def log_request(response):
     """The request's one log line: who asked what, the answer and how long it took."""
-    user_id = _logged_in_user_id()
+    user_id = current_user.get_id() if current_user.is_authenticated else None
     request_log.info(
         "%s %s %s", request.method, request.path, response.status_code,
         extra={

@@ -1,7 +1,7 @@
 """The app's request class: form bodies are checked before they are parsed."""
 from urllib.parse import unquote_to_bytes
 
-from flask import Request, current_app
+from flask import Request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 URLENCODED = "application/x-www-form-urlencoded"
@@ -14,12 +14,8 @@ class SiteRequest(Request):
     would be saved as if it were what the person wrote) and limits the number of fields of
     multipart bodies only (MAX_FORM_PARTS); a urlencoded body of a megabyte can carry a
     hundred thousand fields, each one parsed and kept. Here a urlencoded body must decode as
-    UTF-8 (else 400) and carry at most MAX_FORM_FIELDS fields (else 413), like a multipart
+    UTF-8 (else 400) and carry at most MAX_FORM_PARTS fields (else 413), like a multipart
     one. The raw body is kept, so werkzeug then parses that same copy."""
-
-    @property
-    def max_form_parts(self):
-        return current_app.config["MAX_FORM_FIELDS"] if current_app else super().max_form_parts
 
     def _load_form_data(self):
         if "form" not in self.__dict__ and self.mimetype == URLENCODED:

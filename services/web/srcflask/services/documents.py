@@ -330,6 +330,10 @@ def _latest_verdict(column):
     )
 
 
+# The two users a list row names.
+_SPONSOR, _EDITOR = aliased(User), aliased(User)
+
+
 def _documents_of(user, q, page, per_page):
     """A page of document rows: every document for an admin (user None), else the ones
     the user holds in their role.
@@ -354,9 +358,6 @@ def _documents_of(user, q, page, per_page):
             .where(Document.id.in_(pagination.items)).order_by(*order)
         ).all()
     return pagination
-
-
-_SPONSOR, _EDITOR = aliased(User), aliased(User)
 
 
 def _document_row():
