@@ -17,11 +17,20 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from .errors import is_database_outage
 from .metrics import GENERATION_SECONDS
 from .services import autodoc_queue
 
 log = logging.getLogger("srcflask.writer")
 
+# What became of a finished job's text, by what writing it back returned: None when the
+# writer stopped while the database was unreachable (the lease runs out and another
+# attempt writes the job).
+JOB_OUTCOMES = {
+    True: ("written", "autodoc_written"),
+    False: ("refused: its lease was taken over", "autodoc_refused"),
+    None: ("not saved", "autodoc_not_saved"),
+}
 NO_MODEL_HELP = "Install one with `flask writer fetch` (needs internet) or set WRITER_MODEL_DIR to a GPT-2 folder."
 
 
@@ -119,12 +128,17 @@ class WriterRuntime:
         failover): the writer thread must outlive it, and a finished text must not be lost
         to it. Retries until the database answers, or returns None at once when `give_up`
         (a claim is simply tried again on the next round) or when the writer is stopping
-        (the job's lease then runs out and another attempt writes it)."""
+        (the job's lease then runs out and another attempt writes it). Any other database
+        error is a bug, not an outage: it is logged and not retried (None; the lease rule
+        gives the job another attempt)."""
         while True:
             try:
                 with app.app_context():
                     return action(*args)
             except SQLAlchemyError as error:
+                if not is_database_outage(error):
+                    log.exception("writer's %s failed", what, extra={"event": "writer_database_error", "step": what})
+                    return None
                 log.warning("writer cannot reach the database (%s): %s", what, type(error).__name__,
                             extra={"event": "writer_database_unavailable", "step": what,
                                    "error": str(error).splitlines()[0]})
@@ -202,12 +216,9 @@ class WriterRuntime:
     @staticmethod
     def _log_job(job, written, seconds, batch_size, worker):
         """The per-job log line: one per autodoc this writer finished (or lost)."""
-        # None: the writer stopped while the database was unreachable; the lease runs out
-        # and another attempt writes the job.
-        outcome = {True: "written", False: "refused: its lease was taken over"}.get(written, "not saved")
+        outcome, event = JOB_OUTCOMES[written]
         log.info("autodoc %s %s in %.2f s (batch of %d)", job.autodoc_id, outcome, seconds, batch_size,
-                 extra={"event": {True: "autodoc_written", False: "autodoc_refused"}.get(written, "autodoc_not_saved"),
-                        "autodoc_id": job.autodoc_id,
+                 extra={"event": event, "autodoc_id": job.autodoc_id,
                         "seconds": round(seconds, 3), "batch_size": batch_size, "worker": worker,
                         "queued_at": job.queued_at.isoformat(), "started_at": job.started_at.isoformat()})
 
