@@ -362,8 +362,9 @@ def _write(cursor, shape, rng, now, password_hash, log):
     counts["documents"] = _copy(cursor, "documents", ("id", "title", "body", "created_at", "updated_at", "version"), (
         f"{d.id}\t{titles[d.id]}\t{body_of(d, d.revisions)}\t{_ts(d.created)}\t{_ts(d.saves[-1])}\t{d.revisions}\n"
         for d in documents))
-    counts["retentions"] = _copy(cursor, "retentions", ("document_id", "sponsor_id", "editor_id", "assigned_at"), (
-        f"{d.id}\t{d.sponsor_id}\t{d.editor_id}\t{_ts(d.created)}\n" for d in documents))
+    counts["retentions"] = _copy(cursor, "retentions", ("document_id", "sponsor_id", "editor_id", "assigned_at",
+                                                        "document_updated_at"), (
+        f"{d.id}\t{d.sponsor_id}\t{d.editor_id}\t{_ts(d.created)}\t{_ts(d.saves[-1])}\n" for d in documents))
     done("users, documents, retentions")
 
     # Revisions (and their autodocs) get ids in the order they were saved.
@@ -415,6 +416,8 @@ def _write(cursor, shape, rng, now, password_hash, log):
                                                               "autodoc_id", "created_at", "read_at"),
                                     _notification_lines(documents, names, notifications))
     done("verdicts, notifications")
+    recount_awaiting_reviews(cursor)
+    done("counts of autodocs awaiting review")
     counts["long_documents"] = long_documents
     return counts
 
@@ -503,6 +506,7 @@ def requeue_newest(database_url, count, exclude_documents=(), conn=None, analyze
                 FROM picked WHERE a.id = picked.id
                 """, {"count": count, "exclude": list(exclude_documents)})
             queued = cursor.rowcount
+            recount_awaiting_reviews(cursor)
         if analyze:
             _analyze(conn, "autodocs")
         return queued
@@ -525,9 +529,22 @@ def finish_queue(database_url):
                        started_at = coalesce(a.started_at, now()), finished_at = now()
                 FROM revisions r WHERE r.id = a.revision_id AND a.status IN ('queued', 'running')
                 """)
-            return cursor.rowcount
+            finished = cursor.rowcount
+            recount_awaiting_reviews(cursor)
+            return finished
     finally:
         conn.close()
+
+
+def recount_awaiting_reviews(cursor):
+    """Bring each document's kept count of autodocs awaiting review (retentions.awaiting_review)
+    in line with the autodocs and verdicts written here in bulk, with the app's own statement."""
+    from sqlalchemy.dialects import postgresql
+
+    from srcflask.services.reviews import recount_awaiting_reviews_statement
+
+    cursor.execute(str(recount_awaiting_reviews_statement().compile(
+        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})))
 
 
 def _vacuum(conn):

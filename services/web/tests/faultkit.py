@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from .factories import DEFAULT_PASSWORD
-from .helpers import CSRF_META
+from .helpers import CSRF_META, wrong_kept_figures
 from .prodstack import (WEB_ROOT, Process, Stack, free_port, gunicorn, gunicorn_workers, json_lines, nginx, nginx_site,
                         production_env, self_signed_certificate)
 from .tinygpt2 import CORPUS
@@ -297,9 +297,10 @@ class QueueAudit:
     not_done: list = field(default_factory=list)  # autodoc ids not (yet) done
     wrong_prompt: list = field(default_factory=list)  # autodoc ids not written from their revision
     broken_documents: list = field(default_factory=list)  # document ids whose versions 1..n are not all there
+    wrong_kept_figures: list = field(default_factory=list)  # document ids (helpers.wrong_kept_figures)
 
     def problems(self):
-        names = ("missing", "duplicates", "not_done", "wrong_prompt", "broken_documents")
+        names = ("missing", "duplicates", "not_done", "wrong_prompt", "broken_documents", "wrong_kept_figures")
         return [f"{name}: {getattr(self, name)[:20]}" for name in names if getattr(self, name)]
 
 
@@ -317,11 +318,13 @@ def audit_queue(engine, tokenizer, context_tokens):
         rows = conn.execute(text(
             "SELECT r.id AS revision_id, r.title, r.body, a.id, a.status, a.prompt, a.stamp, a.worker, a.attempts"
             " FROM revisions r LEFT JOIN autodocs a ON a.revision_id = r.id ORDER BY r.id, a.id")).all()
+        wrong_figures = wrong_kept_figures(conn)
     audit = QueueAudit(documents=len(documents), revisions=len({row.revision_id for row in rows}),
                        autodocs=sum(row.id is not None for row in rows), by_status={}, retried=0,
                        max_attempts=max((row.attempts or 0 for row in rows), default=0))
     audit.broken_documents = [doc_id for doc_id, version, versions in documents
                               if versions != list(range(1, version + 1))]
+    audit.wrong_kept_figures = wrong_figures
     for revision_id, autodocs in itertools.groupby(rows, key=lambda row: row.revision_id):
         autodocs = [row for row in autodocs if row.id is not None]
         if not autodocs:

@@ -62,3 +62,22 @@ def database_fingerprint():
     fingerprint = {name: (rows, digest) for name, rows, digest in db.session.execute(text(query))}
     db.session.rollback()
     return fingerprint
+
+
+# Documents whose retention's kept figures disagree with the rows they summarise: its copy of
+# the document's last change, or its count of written autodocs without a current verdict.
+# Written apart from the app's own recount on purpose: an oracle, not the same code again.
+WRONG_KEPT_FIGURES = text("""
+    SELECT t.document_id FROM retentions t JOIN documents d ON d.id = t.document_id
+    WHERE t.document_updated_at <> d.updated_at OR t.awaiting_review <> (
+        SELECT count(*) FROM autodocs a JOIN revisions r ON r.id = a.revision_id
+        WHERE r.document_id = t.document_id AND a.status = 'done'
+          AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.autodoc_id = a.id AND v.current))
+    ORDER BY t.document_id
+""")
+
+
+def wrong_kept_figures(connection):
+    """The ids of documents whose kept figures are wrong (WRONG_KEPT_FIGURES), on a session
+    or a connection."""
+    return list(connection.execute(WRONG_KEPT_FIGURES).scalars())

@@ -24,6 +24,7 @@ from srcflask.static.data.processeddata.models import Autodoc, Revision
 from srcflask.writer import WriterRuntime
 
 from .factories import DEFAULT_PASSWORD, make_document, make_user
+from .helpers import wrong_kept_figures
 from .livehttp import hidden_value, live_http, live_http_server  # noqa: F401  (fixtures)
 from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
@@ -107,6 +108,7 @@ def test_two_browsers_saving_one_document_at_once_lose_no_update(app, live_http)
         assert all(revision.saved_by_id == sponsor_id for revision in revisions)
         assert [[(autodoc.generation, autodoc.status) for autodoc in revision.autodocs]
                 for revision in revisions] == [[(1, "queued")]] * (ROUNDS + 1)
+        assert wrong_kept_figures(db.session) == []
 
 
 def _create_form(browser):
@@ -166,6 +168,8 @@ def test_two_sponsors_creating_at_once_get_each_autodoc_on_its_own_document(app,
     for row in written:
         assert row.status == "done", row
         assert row.prompt == row.body == row.document_body == expected[row.title][1], row
+    with app.app_context():
+        assert wrong_kept_figures(db.session) == []
 
 
 def _queue_place(page):

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from srcflask.extensions import db
 from srcflask.models import Document, Notification, User
-from srcflask.services import autodoc_queue
+from srcflask.services import autodoc_queue, notifications
 from srcflask.services.documents import reassign_editor, update_document
 from srcflask.static.data.processeddata.models import Autodoc
 
@@ -203,6 +203,21 @@ def test_the_bell_counts_unread_notifications_on_every_page(app, cast, make_clie
     una = log_in(make_client, app, cast["una"])
     page = html(una.get("/editor/"))
     assert bell(page) == 0 and "unread-count" not in page
+
+
+def test_the_bell_stops_counting_at_its_cap(app, cast, make_client, monkeypatch):
+    """Every page shows the bell, so its count stops at BADGE_CAP (100) unread and says
+    "99+"; with a cap of 3, four unread show as "2+" while the inbox lists all four."""
+    with app.app_context():
+        for number in range(3):
+            make_document(db.session.get_one(User, cast["sam"]), db.session.get_one(User, cast["eve"]),
+                          title=f"More {number}")
+    monkeypatch.setattr(notifications, "BADGE_CAP", 3)
+    eve = log_in(make_client, app, cast["eve"])
+    page = html(eve.get("/notifications/"))
+    assert 'aria-label="Notifications: 2+ unread"' in page
+    assert 'unread-count">2+</span>' in page
+    assert page.count("notification-unread") == 4
 
 
 def test_pending_users_have_no_bell_and_no_inbox(login_as):

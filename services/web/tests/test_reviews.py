@@ -9,14 +9,14 @@ from sqlalchemy.exc import IntegrityError
 
 from srcflask.extensions import db
 from srcflask.models import Document, User, Verdict
-from srcflask.services import reviews
+from srcflask.services import notifications, reviews
 from srcflask.services.documents import update_document
 from srcflask.services.reviews import word_diff
 from srcflask.static.data.processeddata.models import Autodoc, Revision
 
 from .auth_admin_helpers import counted_queries
 from .factories import make_document, make_user, write_autodocs
-from .helpers import XSS, XSS_ESCAPED, html
+from .helpers import XSS, XSS_ESCAPED, html, wrong_kept_figures
 
 
 @pytest.fixture
@@ -97,21 +97,22 @@ def test_the_queue_holds_only_the_editors_own_written_unreviewed_autodocs(app, e
     assert re.search(r'review-count">1</span>', page)
 
 
-def test_the_review_badge_stops_counting_at_its_cap(app, editor, login_as, monkeypatch):
-    """Every page shows the badge, so its query stops at REVIEW_BADGE_CAP autodocs (100)
-    and says "99+"; a cap of 3 shows it with four autodocs waiting."""
+def test_the_review_badge_says_99_plus_past_its_cap(app, editor, monkeypatch):
+    """The badge is a glance: past BADGE_CAP (100) it says "99+"; a cap of 3 shows it with
+    four autodocs waiting, while the queue's own total stays exact."""
     browser, me = editor
     with app.app_context():
         sam = make_user("sponsor").id
     for number in range(4):
         new_document(app, sam, me.id, title=f"Doc {number}")
     write(app)
-    monkeypatch.setattr(reviews, "REVIEW_BADGE_CAP", 5)
+    monkeypatch.setattr(notifications, "BADGE_CAP", 5)
     assert re.search(r'review-count">4</span>', html(browser.get("/editor/reviews")))
-    monkeypatch.setattr(reviews, "REVIEW_BADGE_CAP", 3)
+    monkeypatch.setattr(notifications, "BADGE_CAP", 3)
     page = html(browser.get("/editor/reviews"))
     assert re.search(r'review-count">2\+</span>', page)
     assert len(queue_titles(page)) == 4  # the queue itself lists every one
+    assert "4 autodocs waiting for your verdict" in page
 
 
 def test_the_queue_shows_version_and_marks_stale_autodocs(app, editor, sponsor):
@@ -416,3 +417,87 @@ def test_admins_see_every_document_and_review_read_only(app, editor, sponsor, lo
     assert admin.get("/admin/documents/999999").status_code == 404
     assert admin.get("/admin/autodocs/999999").status_code == 404
     assert "/admin/documents" in html(admin.get("/admin/"))
+
+
+# --- the kept counts (Retention.awaiting_review, Retention.document_updated_at) ---------------
+
+def _assert_kept_figures_are_right():
+    """Every editor's queue total (the kept counts) equals the rows the queue lists (counted
+    from autodocs and verdicts), every retention's figures agree with the rows, and the
+    app's recount finds nothing to mend."""
+    for editor in db.session.scalars(select(User).where(User.role == "editor")):
+        queue = reviews.review_queue(editor, per_page=1000)
+        assert queue.total == len(queue.items), editor.name
+    assert wrong_kept_figures(db.session) == []
+    assert reviews.recount_awaiting_reviews() == []
+
+
+def test_kept_counts_follow_every_change_that_moves_an_autodoc_in_or_out_of_a_queue(app, app_context):
+    from srcflask.services import autodoc_queue
+    from srcflask.services.documents import reassign_editor
+
+    sam = make_user("sponsor", name="Sam")
+    eve, oscar = make_user("editor", name="Eve"), make_user("editor", name="Oscar")
+    plan, report = make_document(sam, eve, title="Plan"), make_document(sam, eve, title="Report")
+    _assert_kept_figures_are_right()
+
+    first_plan, first_report = write_autodocs()  # written: both wait for Eve
+    assert [reviews.review_queue(e).total for e in (eve, oscar)] == [2, 0]
+    _assert_kept_figures_are_right()
+
+    reviews.give_verdict(db.session.get_one(Autodoc, first_plan), eve, "request_changes", "Shorter.")
+    db.session.commit()
+    reviews.give_verdict(db.session.get_one(Autodoc, first_plan), eve, "reject", "No.")  # replaces: no change
+    db.session.commit()
+    assert reviews.review_queue(eve).total == 1
+    _assert_kept_figures_are_right()
+
+    update_document(plan, plan.version, plan.title, "A second version.", sam)  # queued: not waiting yet
+    db.session.commit()
+    autodoc_queue.queue_regeneration(db.session.get_one(Autodoc, first_report).revision, by=sam)
+    db.session.commit()
+    _assert_kept_figures_are_right()
+    (job, retried) = autodoc_queue.claim_jobs("tests", 10, 60, 3)
+    assert autodoc_queue.fail_job(job, "out of memory", 3)  # back in the queue: not written
+    assert autodoc_queue.complete_job(retried, retried.body, "text", {"model": "tiny"})
+    _assert_kept_figures_are_right()
+    write_autodocs()
+    assert reviews.review_queue(eve).total == 3
+    _assert_kept_figures_are_right()
+
+    reassign_editor(report, oscar.id, sam)  # the report's two waiting autodocs go to Oscar
+    db.session.commit()
+    assert [reviews.review_queue(e).total for e in (eve, oscar)] == [1, 2]
+    _assert_kept_figures_are_right()
+
+
+def test_the_queue_total_is_not_counted_from_the_rows(app, app_context):
+    """The total is the kept count, one index read whatever the backlog: the page runs two
+    statements, and neither is a count over the queue's rows."""
+    sam, eve = make_user("sponsor"), make_user("editor")
+    for number in range(3):
+        make_document(sam, eve, title=f"Doc {number}")
+    write_autodocs()
+    with counted_queries(app) as statements:
+        queue = reviews.review_queue(eve, per_page=2)
+    assert (queue.total, queue.pages, len(queue.items)) == (3, 2, 2)
+    assert len(statements) == 2
+    assert not any("count(*)" in statement.lower() for statement in statements)
+
+
+def test_flask_reviews_recount_mends_counts_changed_behind_the_apps_back(app):
+    with app.app_context():
+        sam, eve = make_user("sponsor"), make_user("editor")
+        document_id = make_document(sam, eve).id
+        write_autodocs()
+    runner = app.test_cli_runner()
+    assert "was right" in runner.invoke(args=["reviews", "recount"]).output
+    with app.app_context():
+        db.session.execute(text("UPDATE retentions SET awaiting_review = 7"))
+        db.session.commit()
+    result = runner.invoke(args=["reviews", "recount"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"Mended the count of 1 document: {document_id}."
+    with app.app_context():
+        assert db.session.scalar(text("SELECT awaiting_review FROM retentions")) == 1
+    assert "was right" in runner.invoke(args=["reviews", "recount"]).output

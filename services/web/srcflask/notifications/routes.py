@@ -23,7 +23,7 @@ def navigation_counts():
     return g.navigation_counts
 
 
-bp.add_app_template_filter(reviews.review_badge, "review_badge")
+bp.add_app_template_filter(notifications.badge, "badge")
 
 
 @bp.get("/")

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Bundle, aliased, joinedload
 
 from ..extensions import db
@@ -70,40 +70,29 @@ def comment_error(decision, comment):
 
 # --- the queue ------------------------------------------------------------------------------
 
-def _awaiting_review(editor, *columns):
-    """SELECT `columns` over the done autodocs of the editor's documents that have no
-    current verdict."""
+def _awaiting_verdict():
+    """The condition on Autodoc that it waits for a verdict: written, with no current one."""
     reviewed = select(Verdict.id).where(Verdict.autodoc_id == Autodoc.id, Verdict.current)
-    return (
-        select(*columns)
-        .select_from(Autodoc)
-        .join(Revision, Revision.id == Autodoc.revision_id)
-        .join(Retention, Retention.document_id == Revision.document_id)
-        .where(Retention.editor_id == editor.id, Autodoc.status == "done", ~reviewed.exists())
-    )
-
-
-# The navigation's badge counts this far and then says "99+": every page shows it, so it
-# must cost the same for an editor with ten thousand autodocs waiting as for one with ten.
-REVIEW_BADGE_CAP = 100
-
-
-def review_badge(count):
-    """The badge's text for a count from awaiting_review_count."""
-    return f"{REVIEW_BADGE_CAP - 1}+" if count >= REVIEW_BADGE_CAP else str(count)
+    return and_(Autodoc.status == "done", ~reviewed.exists())
 
 
 def awaiting_review_count(editor):
-    """How many autodocs wait for the editor's verdict, up to REVIEW_BADGE_CAP, as a scalar
-    subquery (the navigation asks for it with its other counts, in one query per page)."""
-    first = _awaiting_review(editor, Autodoc.id).limit(REVIEW_BADGE_CAP).subquery()
-    return select(func.count()).select_from(first).scalar_subquery()
+    """How many autodocs wait for the editor's verdict, as a scalar subquery (the navigation
+    asks for it with its other counts, in one query per page): the sum of the kept counts
+    of the editor's documents (Retention.awaiting_review), which costs the same for ten
+    thousand waiting autodocs as for ten."""
+    return (
+        select(func.coalesce(func.sum(Retention.awaiting_review), 0))
+        .where(Retention.editor_id == editor.id, Retention.awaiting_review > 0)
+        .scalar_subquery()
+    )
 
 
 def review_queue(editor, page=1, per_page=None):
     """The autodocs waiting for the editor's verdict, oldest first: a pagination of rows
     with autodoc_id, generation, finished_at, document_id, title, version, sponsor_name
-    and stale. Two queries whatever their number."""
+    and stale. Two queries whatever their number: the page's rows, and its total from
+    the kept counts rather than from counting the rows."""
     sponsor = aliased(User)
     row = Bundle(
         "row",
@@ -117,12 +106,38 @@ def review_queue(editor, page=1, per_page=None):
         (Revision.version < Document.version).label("stale"),
     )
     stmt = (
-        _awaiting_review(editor, row)
+        select(row)
+        .select_from(Autodoc)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Retention, Retention.document_id == Revision.document_id)
+        .where(Retention.editor_id == editor.id, _awaiting_verdict())
         .join(Document, Document.id == Revision.document_id)
         .join(sponsor, sponsor.id == Retention.sponsor_id)
         .order_by(Autodoc.finished_at, Autodoc.id)
     )
-    return paginate(stmt, page, per_page)
+    return paginate(stmt, page, per_page, total=db.session.scalar(select(awaiting_review_count(editor))))
+
+
+def recount_awaiting_reviews():
+    """Set every document's Retention.awaiting_review to what its autodocs and verdicts say
+    now, and return the ids of the documents whose kept count was wrong (none, unless rows
+    were changed behind the services' back: `flask reviews recount` mends that)."""
+    return db.session.scalars(recount_awaiting_reviews_statement()).all()
+
+
+def recount_awaiting_reviews_statement():
+    """The UPDATE behind recount_awaiting_reviews, RETURNING the mended documents' ids (the
+    benchmarks' data generator runs it too, after writing autodocs and verdicts in bulk)."""
+    waiting = (
+        select(func.count()).select_from(Autodoc)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .where(Revision.document_id == Retention.document_id, _awaiting_verdict())
+        .scalar_subquery()
+    )
+    return (
+        update(Retention).where(Retention.awaiting_review != waiting).values(awaiting_review=waiting)
+        .returning(Retention.document_id).execution_options(synchronize_session=False)
+    )
 
 
 # --- verdicts -------------------------------------------------------------------------------
@@ -167,6 +182,11 @@ def give_verdict(autodoc, editor, decision, comment):
         update(Verdict).where(Verdict.autodoc_id == autodoc.id, Verdict.current)
         .values(current=False).returning(Verdict.id)
     )
+    if replaced is None:  # its first verdict: one fewer waits for the editor
+        db.session.execute(
+            update(Retention).where(Retention.document_id == document.id)
+            .values(awaiting_review=Retention.awaiting_review - 1)
+        )
     verdict = Verdict(autodoc_id=autodoc.id, editor_id=editor.id, decision=decision, comment=(comment or "").strip())
     db.session.add(verdict)
     db.session.flush()
