@@ -89,13 +89,15 @@ class Retention(db.Model):
     with the time on `documents` and the people here, PostgreSQL had to read every one of a
     sponsor's documents to sort them (25-38 ms for 5,000 on each page view, bench/RESULTS.md,
     "Load at scale"). `document_updated_at` repeats documents.updated_at so that one index
-    here both filters and orders; services.documents writes the two in the same statement's
-    transaction. `awaiting_review` is how many of the document's written autodocs have no
-    current verdict yet: an editor's backlog is the sum over their documents, an index-only
-    read instead of counting ten thousand autodocs through three joins (~90 ms); it moves
-    with the document when the editor changes, so a reassignment has nothing to recount.
-    services.autodoc_queue (+1 when an autodoc is written) and services.reviews (-1 on the
-    first verdict) keep it; services.reviews.recount_awaiting_reviews checks and mends it.
+    here both filters and orders; services.documents writes the two in one transaction.
+
+    `awaiting_review` is how many of the document's written autodocs have no current verdict
+    yet: an editor's backlog is the sum over their documents, an index-only read instead of
+    counting ten thousand autodocs through three joins (~90 ms). It moves with the document
+    when the editor changes, so a reassignment has nothing to recount. services.autodoc_queue
+    (+1 when an autodoc is written) and services.reviews (-1 on the first verdict) keep it,
+    as row-level increments in the transactions that make the change;
+    services.reviews.recount_awaiting_reviews checks and mends it.
     """
 
     __tablename__ = "retentions"
