@@ -326,7 +326,7 @@ class Route:
     notification: bool = False  # the URL names the assigned editor's notification
     target: tuple | None = None  # (role, status) of the account an admin decision is taken on
     form: object = None  # world -> valid form data
-    success: object = None  # (world, state after) -> Location of a successful POST
+    success: object = None  # (world, state after) -> Location of a successful POST, or of a GET that redirects
     effect: object = _unchanged  # (world, state before, state after) -> expected state after
 
     def allowed_visitor(self):
@@ -375,6 +375,8 @@ _ROUTES = [
     Route("sponsor.regenerate_autodoc", "/sponsor/autodocs/{autodoc}/regenerate", POST, "sponsor", document=True,
           form=lambda w: {}, success=lambda w, after: f"/sponsor/documents/{w.document_id}#revision-1",
           effect=_autodoc_requeued),
+    Route("sponsor.autodoc", "/sponsor/autodocs/{autodoc}", GET, "sponsor", document=True,
+          success=lambda w, after: f"/sponsor/documents/{w.document_id}#autodoc-{w.autodoc_id}"),
     Route("editor.dashboard", "/editor/", GET, "editor"),
     Route("editor.documents", "/editor/documents", GET, "editor"),
     Route("editor.document", "/editor/documents/{document}", GET, "editor", document=True),
@@ -439,7 +441,10 @@ def expected(route, method, world):
     """(status, Location) the app's rules give this visitor; Location is None for a page
     and "success" for the redirect of a POST that did its work."""
     visitor, standing = world.visitor, world.visitor.standing
-    allowed = (200, None) if method == "GET" else (302, "success")
+    # A page answers 200; a POST that did its work, or a GET that only points elsewhere
+    # (a success but no form), redirects to its success Location.
+    redirects = method != "GET" or (route.success is not None and route.form is None)
+    allowed = (302, "success") if redirects else (200, None)
     log_in = (302, f"/auth/login?next={world.path(route)}")
     if route.access == "public":
         if standing == "anonymous":

@@ -261,7 +261,31 @@ def test_the_sponsors_notifications_lead_to_the_autodoc_on_the_document_page(app
                 autodoc_queue.fail_job(job, "boom", 3)
         autodoc_id = db.session.scalar(select(Autodoc.id).order_by(Autodoc.id))
     sam = log_in(make_client, app, cast["sam"])
-    assert f'href="/sponsor/documents/{cast["plan"]}#autodoc-{autodoc_id}">Open</a>' in html(sam.get("/notifications/"))
+    assert f'href="/sponsor/autodocs/{autodoc_id}">Open</a>' in html(sam.get("/notifications/"))
+    opened = sam.get(f"/sponsor/autodocs/{autodoc_id}")
+    assert opened.status_code == 302
+    assert opened.headers["Location"] == f"/sponsor/documents/{cast['plan']}#autodoc-{autodoc_id}"
+    # Nobody else's autodoc opens, not even to say where it is.
+    assert log_in(make_client, app, cast["sue"]).get(f"/sponsor/autodocs/{autodoc_id}").status_code == 404
+
+
+def test_a_notification_about_an_old_version_opens_the_history_page_that_shows_it(app, cast, make_client):
+    """The history shows HISTORY_PAGE_SIZE (20) versions a page, newest first: a verdict on
+    version 1 of a document now at version 21 is on page 2."""
+    with app.app_context():
+        write_autodocs()
+        plan = db.session.get_one(Document, cast["plan"])
+        first = plan.revisions[-1].autodocs[0].id  # version 1's
+        for number in range(2, 22):
+            update_document(plan, plan.version, plan.title, f"Version {number}.", db.session.get_one(User, cast["sam"]))
+            db.session.commit()
+    eve = log_in(make_client, app, cast["eve"])
+    eve.post(f"/editor/autodocs/{first}/review", {"decision": "reject", "comment": "Too old."})
+    sam = log_in(make_client, app, cast["sam"])
+    assert f'href="/sponsor/autodocs/{first}">Open</a>' in html(sam.get("/notifications/"))
+    opened = sam.get(f"/sponsor/autodocs/{first}")
+    assert opened.headers["Location"] == f"/sponsor/documents/{cast['plan']}?page=2#autodoc-{first}"
+    assert f'id="autodoc-{first}"' in html(sam.get(f"/sponsor/documents/{cast['plan']}?page=2"))
 
 
 def test_nobody_marks_someone_elses_notification(app, cast, make_client):

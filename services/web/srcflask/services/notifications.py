@@ -174,6 +174,6 @@ def link(notification):
     if notification.kind == DOCUMENT_ASSIGNED:
         return url_for("editor.document", document_id=notification.document_id)
     if notification.kind in (AUTODOC_REVIEWED, AUTODOC_FAILED):
-        return url_for("sponsor.document", document_id=notification.document_id, _anchor=f"autodoc-{notification.autodoc_id}")
+        return url_for("sponsor.autodoc", autodoc_id=notification.autodoc_id)
     return None
 

@@ -120,7 +120,17 @@ def regenerate_autodoc(autodoc_id):
     else:
         db.session.commit()
         flash(f"A new autodoc for version {autodoc.revision.version} is queued.", "success")
+    return redirect(_on_its_page(autodoc, f"revision-{autodoc.revision.version}"))
+
+
+@bp.get("/autodocs/<id:autodoc_id>")
+def autodoc(autodoc_id):
+    """An autodoc where it is shown: its document's page, at the page of the history that
+    holds its revision (what a notification about an older version links to)."""
+    return redirect(_on_its_page(get_autodoc_or_404(autodoc_id, current_user), f"autodoc-{autodoc_id}"))
+
+
+def _on_its_page(autodoc, anchor):
     revision = autodoc.revision
     page = history_page_of(revision.document, revision.version)
-    return redirect(url_for(".document", document_id=revision.document_id, page=page if page > 1 else None)
-                    + f"#revision-{revision.version}")
+    return url_for(".document", document_id=revision.document_id, page=page if page > 1 else None) + f"#{anchor}"
