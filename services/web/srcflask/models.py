@@ -94,10 +94,10 @@ class Retention(db.Model):
     `awaiting_review` is how many of the document's written autodocs have no current verdict
     yet: an editor's backlog is the sum over their documents, an index-only read instead of
     counting ten thousand autodocs through three joins (~90 ms). It moves with the document
-    when the editor changes, so a reassignment has nothing to recount. services.autodoc_queue
-    (+1 when an autodoc is written) and services.reviews (-1 on the first verdict) keep it,
-    as row-level increments in the transactions that make the change;
-    services.reviews.recount_awaiting_reviews checks and mends it.
+    when the editor changes, so a reassignment has nothing to recount. services.reviews keeps
+    it, as row-level increments in the transactions that make the change (+1 when the writer
+    writes an autodoc, -1 on an autodoc's first verdict), and checks and mends it
+    (recount_awaiting_reviews).
     """
 
     __tablename__ = "retentions"

@@ -11,6 +11,8 @@ from flask.cli import AppGroup
 from ..extensions import db
 from ..services import reviews as review_service
 
+IDS_SHOWN = 20  # documents named in the report; the rest are counted
+
 reviews = AppGroup("reviews", help="Editors' reviews: the kept counts of autodocs awaiting review.")
 
 
@@ -22,6 +24,6 @@ def recount():
     if not mended:
         click.echo("Every document's count of autodocs awaiting review was right.")
         return
-    shown = ", ".join(str(document_id) for document_id in sorted(mended)[:20])
-    more = f" and {len(mended) - 20} more" if len(mended) > 20 else ""
+    shown = ", ".join(str(document_id) for document_id in sorted(mended)[:IDS_SHOWN])
+    more = f" and {len(mended) - IDS_SHOWN} more" if len(mended) > IDS_SHOWN else ""
     click.echo(f"Mended the count of {len(mended)} document{'s' if len(mended) != 1 else ''}: {shown}{more}.")

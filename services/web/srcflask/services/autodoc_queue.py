@@ -33,7 +33,7 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..models import Document, Retention, User
 from ..static.data.processeddata.models import Autodoc, Revision
-from . import audit, notifications
+from . import audit, notifications, reviews
 
 DIED_MESSAGE = "The writer stopped {attempts} times while writing this autodoc."
 
@@ -155,23 +155,10 @@ def complete_job(job, prompt, continuation, stamp):
     )
     written = result.rowcount == 1
     if written:
-        _count_awaiting_review(job.autodoc_id)
+        reviews.autodoc_written(job.autodoc_id)
         notifications.autodocs_finished([job.autodoc_id], notifications.AUTODOC_READY)
     db.session.commit()
     return written
-
-
-def _count_awaiting_review(autodoc_id):
-    """One more written autodoc waits for its document's editor (Retention.awaiting_review),
-    in the transaction that wrote it."""
-    document_id = (
-        select(Revision.document_id).join(Autodoc, Autodoc.revision_id == Revision.id)
-        .where(Autodoc.id == autodoc_id).scalar_subquery()
-    )
-    db.session.execute(
-        update(Retention).where(Retention.document_id == document_id)
-        .values(awaiting_review=Retention.awaiting_review + 1)
-    )
 
 
 def fail_job(job, reason, max_attempts):

@@ -76,11 +76,25 @@ def _awaiting_verdict():
     return and_(Autodoc.status == "done", ~reviewed.exists())
 
 
+def autodoc_written(autodoc_id):
+    """One more written autodoc waits for its document's editor: the kept count
+    (Retention.awaiting_review) goes up in the writer's transaction that wrote it. Its other
+    changes are here too: give_verdict takes one off, recount_awaiting_reviews mends it."""
+    document_id = (
+        select(Revision.document_id).join(Autodoc, Autodoc.revision_id == Revision.id)
+        .where(Autodoc.id == autodoc_id).scalar_subquery()
+    )
+    db.session.execute(
+        update(Retention).where(Retention.document_id == document_id)
+        .values(awaiting_review=Retention.awaiting_review + 1)
+    )
+
+
 def awaiting_review_count(editor):
     """How many autodocs wait for the editor's verdict, as a scalar subquery (the navigation
     asks for it with its other counts, in one query per page): the sum of the kept counts
-    of the editor's documents (Retention.awaiting_review), which costs the same for ten
-    thousand waiting autodocs as for ten."""
+    of the editor's documents (Retention.awaiting_review), one index entry per document
+    with something waiting rather than a row per waiting autodoc."""
     return (
         select(func.coalesce(func.sum(Retention.awaiting_review), 0))
         .where(Retention.editor_id == editor.id, Retention.awaiting_review > 0)

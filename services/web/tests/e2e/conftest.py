@@ -84,9 +84,15 @@ class WriterHold:
 
     def hold(self):
         """Stop the writer before its next claim and wait until it stands there (the first
-        time, after it loaded and compiled its model)."""
-        self._parked.clear()
+        time, after it loaded and compiled its model); what it claims later is not written
+        until let go."""
         self._may_write.clear()
+        self.park()
+
+    def park(self):
+        """Stop the writer before its next claim, once it has written what it holds, and
+        wait until it stands there: it runs no query until let go."""
+        self._parked.clear()
         self._may_claim.clear()
         if not self._parked.wait(WRITER_READY_SECONDS):
             raise AssertionError(f"The in-process writer did not come round to claim within {WRITER_READY_SECONDS} s.")
@@ -157,9 +163,13 @@ def live_server(app, database_url, tiny_model_dir):  # noqa: F811
 
 @pytest.fixture
 def live(live_server):
-    """The live server for one test; whatever the test held, the writer is let go after it."""
+    """The live server for one test, its writer running. Afterwards the writer is parked
+    before its next claim: the tables are emptied after each test (tests/conftest.py), and a
+    TRUNCATE racing the writer's claim query for their locks ended in a deadlock."""
+    live_server.writer.release()
     yield live_server
     live_server.writer.release()
+    live_server.writer.park()
 
 
 @pytest.fixture(scope="session")
