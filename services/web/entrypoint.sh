@@ -12,17 +12,16 @@ import time
 
 from sqlalchemy import create_engine, text
 
-from srcflask.config import ConfigurationError, check_production
+from srcflask.config import ConfigurationError, load_settings
 
 # Any 64-bit number, the same in every container: replicas starting together take turns
 # at `flask db upgrade` instead of racing to apply the same migration.
 MIGRATION_LOCK = 5_172_023_001
 
-if os.environ.get("SRCFLASK_ENV") == "production":
-    try:
-        check_production()
-    except ConfigurationError as error:
-        sys.exit(str(error))
+try:
+    load_settings()
+except ConfigurationError as refused:
+    sys.exit(f"srcflask cannot start with these settings:\n{refused}")
 url = os.environ.get("DATABASE_URL")
 if not url:
     sys.exit("DATABASE_URL is not set: the entrypoint needs the database it should migrate.")

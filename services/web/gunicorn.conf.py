@@ -9,6 +9,7 @@ containers or `flask writer run` processes, all coordinated through the autodocs
 Never set max_requests: each worker restart reloads and recompiles the model.
 """
 import os
+import sys
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:5000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "1"))
@@ -38,6 +39,18 @@ logconfig_dict = {
     "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     "formatters": {"json": {"()": "srcflask.logging_setup.JsonFormatter"}},
 }
+
+
+def on_starting(server):
+    """Check every setting before any worker starts: settings that must not run stop the
+    master with their one-line reasons, instead of each worker failing and being restarted
+    in a loop."""
+    from srcflask.config import ConfigurationError, load_settings
+
+    try:
+        load_settings()
+    except ConfigurationError as refused:
+        sys.exit(f"srcflask cannot start with these settings:\n{refused}")
 
 
 def post_worker_init(worker):

@@ -1,4 +1,10 @@
-"""WSGI entry point for gunicorn and `flask --app wsgi`: the environment picks the config."""
-from srcflask import create_app
+"""WSGI entry point for gunicorn and `flask --app wsgi`: the environment picks the settings.
 
-app = create_app()
+Settings that must not run stop the process with their one-line reasons, not a traceback."""
+from srcflask import create_app
+from srcflask.config import ConfigurationError
+
+try:
+    app = create_app()
+except ConfigurationError as refused:
+    raise SystemExit(f"srcflask cannot start with these settings:\n{refused}") from None

@@ -80,7 +80,7 @@ from pathlib import Path
 import psycopg2
 import requests
 
-from srcflask.config import BaseConfig
+from srcflask.config import Settings
 from tests.helpers import CSRF_META
 from tests.prodstack import (WEB_ROOT, free_port, gunicorn, gunicorn_workers, production_env,
                              throwaway_database)
@@ -434,7 +434,7 @@ def load_step(url, large, model_dir, configs, args):
 
 def measure_phase(url, base, config, phase, sessions, large, log_path, args):
     """wrk on every page at every concurrency; (runs, Phase)."""
-    paths = querycount.page_paths(large.longest_document, heavy_sponsor_documents(url), BaseConfig.PAGE_SIZE)
+    paths = querycount.page_paths(large.longest_document, heavy_sponsor_documents(url), Settings.model_fields["PAGE_SIZE"].default)
     load_average, started, phase_offset = os.getloadavg()[0], time.monotonic(), log_path.stat().st_size
     written_before = _written(url)
     runs = []
@@ -749,7 +749,7 @@ def main():
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)  # gunicorn's logs go beside it
     if not shutil.which("wrk"):
         parser.error("wrk is missing: apt-get install -y wrk")
-    missing = sorted({name for config in args.configs for name, _ in config.knobs if not hasattr(BaseConfig, name)})
+    missing = sorted({name for config in args.configs for name, _ in config.knobs if not name in Settings.model_fields})
     if missing:
         parser.error(f"the app has no {', '.join(missing)} yet (srcflask/config.py)")
 
@@ -768,7 +768,7 @@ def main():
             "",
             f"Data (bench/datagen.py): {_counts(steps['large'])}, generated in {steps['large'].seconds:.0f} s; "
             f"{steps['small'].shape.documents:,} documents for the small count. The heavy sponsor has "
-            f"{heavy_sponsor_documents(url):,} documents ({BaseConfig.PAGE_SIZE} a page); long history: "
+            f"{heavy_sponsor_documents(url):,} documents ({Settings.model_fields["PAGE_SIZE"].default} a page); long history: "
             f"document {steps['large'].longest_document} "
             f"({steps['large'].shape.long_lengths[0]} revisions). Writer model: {model}; busy = "
             f"{args.queued:,} autodocs queued.",

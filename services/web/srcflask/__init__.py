@@ -9,28 +9,25 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import CONFIGS, check_production, database_engine_options
+from .config import Settings, flask_config, load_settings
 from .request import SiteRequest
 
 
 def create_app(config=None, **overrides):
-    """Build the app from a config name ("development", "testing", "production") or class
-    (default: SRCFLASK_ENV, else development); keyword overrides are applied on top."""
+    """Build the app for an environment ("development", "testing", "production"; default:
+    SRCFLASK_ENV, else development); keyword overrides win over the environment's variables
+    and are checked like them (config.ConfigurationError, one line per problem)."""
     # Only the public asset folder is served: static/src, static/mlmodels and static/data
     # hold Python code and weights, so they must never be reachable through /static.
     app = Flask(__name__, static_folder="static/assets", static_url_path="/static")
     app.request_class = SiteRequest  # form bodies are checked before they are parsed
 
-    env_name = config if isinstance(config, str) else os.environ.get("SRCFLASK_ENV", "development")
-    if env_name == "production":
-        check_production()
-    app.config.from_object(CONFIGS[env_name])
-    if isinstance(config, type):
-        app.config.from_object(config)
-    app.config.from_mapping(overrides)
-    app.config["SRCFLASK_ENV"] = env_name
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = database_engine_options(app.config["SQLALCHEMY_DATABASE_URI"],
-                                                                      app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+    if "SQLALCHEMY_DATABASE_URI" in overrides:  # Flask's name for the DATABASE_URL setting
+        overrides["DATABASE_URL"] = overrides.pop("SQLALCHEMY_DATABASE_URI")
+    settings = load_settings(config, **{name: value for name, value in overrides.items() if name in Settings.model_fields})
+    app.config.from_mapping(flask_config(settings, app.instance_path))
+    # Flask's and the extensions' own switches, which are not settings of the site (RATELIMIT_ENABLED ...).
+    app.config.from_mapping({name: value for name, value in overrides.items() if name not in Settings.model_fields})
     if app.config["PROXY_COUNT"]:
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)

@@ -1,110 +1,298 @@
-"""Configuration classes, read from the environment.
+"""Settings: read from the environment and checked, all of them, before the app starts.
 
-Each class is a plain object so that create_app() can take any of them (or a mapping
-of overrides in tests). Production refuses to start without its own secrets: a
-committed default must never be able to reach a real deployment.
+One schema (`Settings`, pydantic-settings) says each setting's type, bounds and default, so
+that a mistyped value (`WRITER_BATCH_SIZE=eight`, `0`, an unknown `SRCFLASK_ENV`, a short
+production `SECRET_KEY`) stops the start with one clear line per problem instead of a
+traceback at the first request that reads it, hours later. Each environment changes some
+defaults (a subclass per environment); the environment's variables still win over them.
+
+`flask_config()` turns the checked settings into the mapping Flask reads, together with
+the values that are not settings at all (cookie flags, the Bootstrap switch).
 """
+import ipaddress
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Literal
+
+from limits import parse_many
+from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEB_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "testing", "production")
+# Keys that are public (committed in .env.dev, or the test suite's): never good enough for
+# production, whatever their length.
+PUBLIC_SECRET_KEYS = frozenset({"dev-only-not-secret", "testing-only-secret"})
+PRODUCTION_SECRET_KEY_MIN_BYTES = 32
+TESTING_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _env_int(name, default):
-    return int(os.environ.get(name, default))
+class ConfigurationError(ValueError):
+    """The app was asked to start with settings that must not run; one line per problem."""
 
 
-class BaseConfig:
-    SECRET_KEY = os.environ.get("SECRET_KEY")
-    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or f"sqlite:///{WEB_ROOT / 'instance' / 'srcflask.sqlite3'}"
-    # pre_ping: a PostgreSQL restart must not leave dead connections in the pool.
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+def _rate_limit(value):
+    parse_many(value)  # "10 per minute; 100 per hour": a typo fails at start
+    return value
 
-    DOCUMENT_BODY_MAX_CHARS = _env_int("DOCUMENT_BODY_MAX_CHARS", 20_000)
+
+def _networks(value):
+    """A comma-separated list of networks ("10.0.0.0/8, 127.0.0.1") that all parse."""
+    for part in value.split(","):
+        if part.strip():
+            ipaddress.ip_network(part.strip(), strict=False)
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+Networks = Annotated[str, AfterValidator(_networks)]
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class Settings(BaseSettings):
+    """Every setting read from the environment, with its type, bounds and default."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", validate_default=True)
+
+    SRCFLASK_ENV: Literal["development", "testing", "production"] = "development"
+    SECRET_KEY: str | None = None
+    # Unset: the embedded SQLite file of the quick start.
+    DATABASE_URL: str = f"sqlite:///{WEB_ROOT / 'instance' / 'srcflask.sqlite3'}"
+
+    DOCUMENT_BODY_MAX_CHARS: int = Field(20_000, ge=1, le=1_000_000)
     # The largest legitimate form is one document (body cap, 4 bytes per character at
     # worst, plus title and fields): anything bigger is refused with 413 before parsing.
-    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    MAX_CONTENT_LENGTH: int = Field(1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     # Flask's limit on multipart fields (default 1,000), applied to urlencoded bodies too by
     # srcflask/request.py: the largest form has seven fields, so a body with more is refused
     # with 413 before its fields are parsed.
-    MAX_FORM_PARTS = _env_int("MAX_FORM_PARTS", 100)
-    PAGE_SIZE = _env_int("PAGE_SIZE", 20)
+    MAX_FORM_PARTS: int = Field(100, ge=10, le=10_000)
+    PAGE_SIZE: int = Field(20, ge=1, le=500)
+    # How long a log-in lasts without a visit: the session cookie's and the (unused)
+    # remember-me cookie's lifetime. Each request renews it; log-out ends it anywhere.
+    SESSION_LIFETIME_DAYS: int = Field(14, ge=1, le=365)
 
-    SESSION_COOKIE_HTTPONLY = True
-    SESSION_COOKIE_SAMESITE = "Lax"
-    REMEMBER_COOKIE_HTTPONLY = True
-    REMEMBER_COOKIE_SAMESITE = "Lax"
-    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    # 1: this deployment is one process on purpose, so production may count in memory://.
+    # Declared before RATELIMIT_STORAGE_URI, whose production check reads it.
+    RATELIMIT_SINGLE_PROCESS: bool = False
+    # Where rate-limit counts live (srcflask/throttle.py): memory:// is per process;
+    # redis://host:6379/0 is shared by every worker and replica and survives restarts.
+    RATELIMIT_STORAGE_URI: str = Field("memory://", pattern=r"^(memory|redis|rediss)://")
+    # Every counter's key starts with this: deployments (or test runs) sharing one Redis
+    # never share counts, and `limiter.reset()` deletes only these.
+    RATELIMIT_STORAGE_PREFIX: str = Field("srcflask", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Failed log-ins per client address, and per account (its normalised email) from any
+    # address; successful log-ins count against neither.
+    LOGIN_RATE_LIMIT: RateLimit = "10 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT: RateLimit = "20 per hour"
+    SIGNUP_RATE_LIMIT: RateLimit = "20 per hour"
+    # Per user, whichever token and endpoint (requests without a valid token: per address).
+    API_RATE_LIMIT: RateLimit = "120 per minute"
+    # Live (unrevoked) API tokens an account may hold.
+    API_TOKENS_PER_USER: int = Field(10, ge=1, le=1000)
+    # Document saves (create and edit) and autodoc regenerations per user, pages and API
+    # sharing one allowance each: a person saves at most every few seconds, a careless
+    # script in a loop many times a second (each save and regeneration queues GPT-2 work).
+    SAVE_RATE_LIMIT: RateLimit = "60 per minute; 600 per hour"
+    REGENERATE_RATE_LIMIT: RateLimit = "30 per minute; 300 per hour"
 
-    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
-    RATELIMIT_HEADERS_ENABLED = True
-    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
-    SIGNUP_RATE_LIMIT = os.environ.get("SIGNUP_RATE_LIMIT", "20 per hour")
-    # Per API token (requests without a valid token: per client address).
-    API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "120 per minute")
-
-    BOOTSTRAP_SERVE_LOCAL = True  # the app must work offline and under CSP 'self'
-
-    WRITER_MODEL_DIR = os.environ.get("WRITER_MODEL_DIR") or str(
-        WEB_ROOT / "srcflask" / "static" / "mlmodels" / "weights" / "gpt2"
-    )
-    WRITER_MODEL_NAME = os.environ.get("WRITER_MODEL_NAME", "gpt2")
-    WRITER_CONTEXT_TOKENS = _env_int("WRITER_CONTEXT_TOKENS", 64)
-    WRITER_MAX_NEW_TOKENS = _env_int("WRITER_MAX_NEW_TOKENS", 60)
-    WRITER_THREADS = _env_int("WRITER_THREADS", 1)
-    WRITER_BATCH_SIZE = _env_int("WRITER_BATCH_SIZE", 8)
-    WRITER_LEASE_SECONDS = _env_int("WRITER_LEASE_SECONDS", 120)
-    WRITER_MAX_ATTEMPTS = _env_int("WRITER_MAX_ATTEMPTS", 3)
-    WRITER_IN_PROCESS = os.environ.get("WRITER_IN_PROCESS", "1") == "1"
-    WRITER_POLL_SECONDS = float(os.environ.get("WRITER_POLL_SECONDS", "1"))
-    WRITER_MODEL_RETRY_SECONDS = float(os.environ.get("WRITER_MODEL_RETRY_SECONDS", "15"))
+    WRITER_MODEL_DIR: str = str(WEB_ROOT / "srcflask" / "static" / "mlmodels" / "weights" / "gpt2")
+    WRITER_MODEL_NAME: str = Field("gpt2", min_length=1)
+    WRITER_CONTEXT_TOKENS: int = Field(64, ge=1, le=1024)
+    WRITER_MAX_NEW_TOKENS: int = Field(60, ge=1, le=1024)
+    WRITER_THREADS: int = Field(1, ge=1, le=16)
+    WRITER_BATCH_SIZE: int = Field(8, ge=1, le=64)
+    WRITER_LEASE_SECONDS: int = Field(120, ge=5, le=86_400)
+    WRITER_MAX_ATTEMPTS: int = Field(3, ge=1, le=100)
+    # 1: the app process runs the writer; 0: only `flask writer run` does.
+    WRITER_IN_PROCESS: bool = True
+    WRITER_POLL_SECONDS: Seconds = 1.0
+    WRITER_MODEL_RETRY_SECONDS: Seconds = 15.0
+    # A job's lease stops being extended this long after its claim, so a writer hung inside
+    # generate loses the job to another attempt. 600 s is 20x the slowest median batch
+    # measured (GPT-2-small, 8 prompts, 2 busy cores: ~30 s; bench/RESULTS.md), room for a
+    # failed batch retried one job at a time, and still far from an honest job's time.
+    WRITER_JOB_DEADLINE_SECONDS: int = Field(600, ge=10, le=86_400)
+    # A writer thread that failed (a corrupt model, out of memory, a bug) tries again after
+    # the first, doubling up to the second: quick recovery from a blip, no tight loop.
+    WRITER_RESTART_MIN_SECONDS: Seconds = 5.0
+    WRITER_RESTART_MAX_SECONDS: Seconds = 300.0
     # TensorFlow's thread pools (0: one thread per core) and the niceness of the writer's
     # threads. Pages and the in-process writer share the cores: a positive niceness lets
     # request threads win them while the writer keeps whatever they leave (see
     # bench/RESULTS.md, "Load at scale").
-    WRITER_TF_INTRA_THREADS = _env_int("WRITER_TF_INTRA_THREADS", 0)
-    WRITER_TF_INTER_THREADS = _env_int("WRITER_TF_INTER_THREADS", 0)
-    WRITER_NICE = _env_int("WRITER_NICE", 0)
-
+    WRITER_TF_INTRA_THREADS: int = Field(0, ge=0, le=256)
+    WRITER_TF_INTER_THREADS: int = Field(0, ge=0, le=256)
+    WRITER_NICE: int = Field(0, ge=0, le=19)
 
     # How many proxies (nginx) stand in front and set X-Forwarded-*: client IPs for rate
     # limits and https URLs come from them only when this says they are trusted.
-    PROXY_COUNT = _env_int("PROXY_COUNT", 0)
+    PROXY_COUNT: int = Field(0, ge=0, le=10)
 
     # "json": one JSON object per log line (production), "text": readable lines.
-    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
-    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    LOG_FORMAT: Literal["json", "text"] = "text"
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Who may read /metrics: a bearer token, or clients in these networks (comma-separated
     # CIDRs). With neither, /metrics is 404. Development is open by default, production not.
-    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
-    METRICS_ALLOWED_NETWORKS = os.environ.get("METRICS_ALLOWED_NETWORKS", "")
+    METRICS_TOKEN: str | None = None
+    METRICS_ALLOWED_NETWORKS: Networks = ""
 
 
-class DevelopmentConfig(BaseConfig):
-    DEBUG = True
-    # Development may run without a secret; a fresh random one per process only costs
-    # a log-in after a restart.
-    SECRET_KEY = BaseConfig.SECRET_KEY or os.urandom(32).hex()
-    METRICS_ALLOWED_NETWORKS = os.environ.get("METRICS_ALLOWED_NETWORKS", "0.0.0.0/0, ::/0")
+class DevelopmentSettings(Settings):
+    METRICS_ALLOWED_NETWORKS: Networks = "0.0.0.0/0, ::/0"
 
 
-class TestingConfig(BaseConfig):
-    TESTING = True
-    SECRET_KEY = "testing-only-secret"
-    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    WRITER_IN_PROCESS = False
-    RATELIMIT_ENABLED = True
-    LOG_FORMAT = "json"
-    METRICS_TOKEN = None
-    METRICS_ALLOWED_NETWORKS = "0.0.0.0/0, ::/0"
+class TestingSettings(Settings):
+    LOG_FORMAT: Literal["json", "text"] = "json"
+    METRICS_ALLOWED_NETWORKS: Networks = "0.0.0.0/0, ::/0"
+    # Each test process counts under a prefix of its own, so runs sharing a Redis never
+    # share (or reset) each other's counts.
+    RATELIMIT_STORAGE_PREFIX: str = Field(default_factory=lambda: f"srcflask-test-{secrets.token_hex(6)}")
 
 
-class ProductionConfig(BaseConfig):
-    WRITER_NICE = _env_int("WRITER_NICE", 10)
-    SESSION_COOKIE_SECURE = True
-    REMEMBER_COOKIE_SECURE = True
-    PREFERRED_URL_SCHEME = "https"
-    LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
+class ProductionSettings(Settings):
+    """Production refuses a missing, short or public SECRET_KEY and the SQLite fallback: a
+    committed default must never be able to reach a real deployment."""
+
+    DATABASE_URL: str | None = None
+    WRITER_NICE: int = Field(10, ge=0, le=19)
+    LOG_FORMAT: Literal["json", "text"] = "json"
+
+    @field_validator("SECRET_KEY")
+    @classmethod
+    def _own_secret_key(cls, key):
+        if not key:
+            raise ValueError(f"not set; production needs its own secret of at least {PRODUCTION_SECRET_KEY_MIN_BYTES} "
+                             "random bytes (see the README's Production section)")
+        if key in PUBLIC_SECRET_KEYS:
+            raise ValueError("this is a published development key; production needs its own secret")
+        if len(key.encode()) < PRODUCTION_SECRET_KEY_MIN_BYTES:
+            raise ValueError(f"got {len(key.encode())} bytes; production needs at least {PRODUCTION_SECRET_KEY_MIN_BYTES} "
+                             "(python3 -c 'import secrets; print(secrets.token_hex(32))')")
+        return key
+
+    @field_validator("RATELIMIT_STORAGE_URI")
+    @classmethod
+    def _shared_counts(cls, uri, info):
+        if uri.startswith("memory://") and not info.data.get("RATELIMIT_SINGLE_PROCESS"):
+            raise ValueError("memory:// counts per process, so rate limits multiply with workers and replicas and "
+                             "reset on restart; use redis://redis:6379/0 (docker-compose.prod.yml), or set "
+                             "RATELIMIT_SINGLE_PROCESS=1 if this deployment is one process on purpose")
+        return uri
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _own_database(cls, url):
+        if not url:
+            raise ValueError("not set; production needs its PostgreSQL database")
+        return url
+
+
+SETTINGS_OF = {"development": DevelopmentSettings, "testing": TestingSettings, "production": ProductionSettings}
+# Testing is the same wherever the suite runs: these never come from the environment.
+FIXED_IN_TESTING = {
+    "SECRET_KEY": "testing-only-secret",
+    "WRITER_IN_PROCESS": False,
+    "METRICS_TOKEN": None,
+}
+
+
+def load_settings(env_name=None, **overrides):
+    """The checked settings of environment `env_name` (default: SRCFLASK_ENV, else
+    development), `overrides` winning over the environment's variables; raises
+    ConfigurationError with one line per problem."""
+    env_name = env_name or os.environ.get("SRCFLASK_ENV") or "development"
+    if env_name not in SETTINGS_OF:
+        raise ConfigurationError(f"SRCFLASK_ENV: got {env_name!r}; expected one of {', '.join(ENVIRONMENTS)}")
+    if env_name == "testing":
+        overrides = {"DATABASE_URL": os.environ.get("TEST_DATABASE_URL", TESTING_DATABASE_URL),
+                     **FIXED_IN_TESTING, **overrides}
+    try:
+        return SETTINGS_OF[env_name](**overrides, SRCFLASK_ENV=env_name)
+    except ValidationError as invalid:
+        raise ConfigurationError("\n".join(_problem(error) for error in invalid.errors())) from None
+
+
+def _problem(error):
+    """One line for one invalid setting: its name, what it got, what it accepts. A secret's
+    value is never repeated."""
+    name = str(error["loc"][0])
+    secret = "SECRET" in name or "TOKEN" in name
+    got = "" if secret or error["input"] in (None, "") else f"got {error['input']!r}; "
+    return f"{name}: {got}{_accepts(name, error)}"
+
+
+def _accepts(name, error):
+    """What the setting takes, in words: from its bounds when it has them, else the
+    validator's own message."""
+    field = Settings.model_fields.get(name)
+    bounds = {key: getattr(item, key) for item in (field.metadata if field else ())
+              for key in ("ge", "gt", "le") if getattr(item, key, None) is not None}
+    if field is not None and field.annotation is int and {"ge", "le"} <= bounds.keys():
+        return f"expected a whole number from {bounds['ge']} to {bounds['le']}"
+    if field is not None and field.annotation is float and {"gt", "le"} <= bounds.keys():
+        return f"expected a number of seconds above {bounds['gt']:g} and at most {bounds['le']:g}"
+    if field is not None and field.annotation is bool:
+        return "expected 1 or 0 (or true / false)"
+    return error["msg"].removeprefix("Value error, ").replace("Input should be", "expected")
+
+
+def flask_config(settings, instance_path):
+    """The mapping Flask reads: the settings under Flask's names, plus the fixed values."""
+    values = settings.model_dump(exclude={"DATABASE_URL"})
+    env_name = settings.SRCFLASK_ENV
+    if env_name == "development" and not values["SECRET_KEY"]:
+        values["SECRET_KEY"] = development_secret_key(Path(instance_path))
+    secure = env_name == "production"
+    values.update(
+        SQLALCHEMY_DATABASE_URI=settings.DATABASE_URL,
+        # pre_ping: a PostgreSQL restart must not leave dead connections in the pool.
+        SQLALCHEMY_ENGINE_OPTIONS=database_engine_options(settings.DATABASE_URL, {"pool_pre_ping": True}),
+        DEBUG=env_name == "development",
+        TESTING=env_name == "testing",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=settings.SESSION_LIFETIME_DAYS),
+        REMEMBER_COOKIE_DURATION=timedelta(days=settings.SESSION_LIFETIME_DAYS),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        RATELIMIT_HEADERS_ENABLED=True,
+        # Keys under this deployment's prefix; a Redis that does not answer within a second
+        # counts as down (srcflask/throttle.py says what happens then).
+        RATELIMIT_STORAGE_OPTIONS={"key_prefix": settings.RATELIMIT_STORAGE_PREFIX,
+                                   "socket_connect_timeout": 1, "socket_timeout": 1},
+        BOOTSTRAP_SERVE_LOCAL=True,  # the app must work offline and under CSP 'self'
+    )
+    if secure:
+        values["PREFERRED_URL_SCHEME"] = "https"
+    return values
+
+
+def development_secret_key(instance_dir):
+    """Development's SECRET_KEY when none is set: generated once and kept in
+    `instance/secret_key` (readable by its owner only), so that a restart of the quick start
+    does not log everyone out."""
+    path = instance_dir / "secret_key"
+    if not path.exists():
+        instance_dir.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: two processes starting together keep one key,
+        # and neither can read a half-written file.
+        draft = instance_dir / f".secret_key.{os.getpid()}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
 
 
 def database_engine_options(uri, options):
@@ -115,25 +303,3 @@ def database_engine_options(uri, options):
     if uri.startswith("postgresql"):
         return {**options, "connect_args": {**options.get("connect_args", {}), "options": "-c jit=off"}}
     return options
-
-
-class ConfigurationError(RuntimeError):
-    """Raised when the app is asked to start with a configuration that must not run."""
-
-
-def check_production():
-    """Refuse to boot production with a missing secret or the SQLite fallback."""
-    missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
-    if missing:
-        raise ConfigurationError(
-            "Production needs its own " + " and ".join(missing)
-            + ": set them in the environment (docker compose: in .env.prod.db, see the README's"
-            " Production section); refusing to start."
-        )
-
-
-CONFIGS = {
-    "development": DevelopmentConfig,
-    "testing": TestingConfig,
-    "production": ProductionConfig,
-}
