@@ -11,46 +11,55 @@ Never set max_requests: each worker restart reloads and recompiles the model.
 import os
 import sys
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:5000")
-workers = int(os.environ.get("GUNICORN_WORKERS", "1"))
+from srcflask.config import ConfigurationError, load_settings
+from srcflask.logging_setup import formatter
+
+# Every setting is checked before gunicorn starts anything: settings that must not run stop
+# the master with their one-line reasons (not a worker failing and restarted in a loop).
+try:
+    settings = load_settings()
+except ConfigurationError as refused:
+    sys.exit(f"srcflask cannot start with these settings:\n{refused}")
+
+bind = settings.GUNICORN_BIND
+workers = settings.GUNICORN_WORKERS
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-# A page that takes this long is stuck: the worker is restarted (nginx waits a little longer).
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+threads = settings.GUNICORN_THREADS
+# What bounds a request under gthread. `timeout` does NOT: the worker's heartbeat is its
+# main loop (gunicorn/workers/gthread.py, run()), which keeps beating while request threads
+# are stuck, so the arbiter restarts the worker only when the whole process hangs (the main
+# loop itself blocked for this long). A request is bounded by: the database's
+# statement_timeout (DATABASE_STATEMENT_TIMEOUT_SECONDS, 30 s: a query or lock wait is
+# cancelled and the request answers 503), the connect timeout (5 s), and nginx's
+# proxy_read_timeout (65 s: the client gets a 504, the thread runs on). Python code stuck
+# in a thread is killed by nothing: it holds one of `threads` until the process restarts.
+timeout = settings.GUNICORN_TIMEOUT
 graceful_timeout = 30
 keepalive = 5
 # The heartbeat file in memory: a busy or slow container disk must not look like a hung worker.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = settings.FORWARDED_ALLOW_IPS
+# gunicorn 27's control socket (one fixed path per user) is not used: several gunicorns on
+# one machine (replicas, the test suite) would take it from each other.
+control_socket_disable = True
 
-# The app writes one JSON line per request itself (srcflask/logging_setup.py), with the
-# user and the route: gunicorn's access log would only repeat it. gunicorn's own messages
-# use the same JSON formatter, so every line on stderr parses the same way.
+# The app writes one line per request itself (srcflask/logging_setup.py), with the user
+# and the route: gunicorn's access log would only repeat it. gunicorn's own messages use
+# the app's formatter, so every line on stderr reads the same way: JSON in production,
+# text where LOG_FORMAT says so (the quick start, scripts/run).
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = settings.LOG_LEVEL.lower()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "root": {"level": "WARNING", "handlers": []},
     "loggers": {
-        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json"], "propagate": False},
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False},
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
-    "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-    "formatters": {"json": {"()": "srcflask.logging_setup.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "srcflask", "stream": "ext://sys.stderr"}},
+    "formatters": {"srcflask": formatter(settings.LOG_FORMAT)},
 }
-
-
-def on_starting(server):
-    """Check every setting before any worker starts: settings that must not run stop the
-    master with their one-line reasons, instead of each worker failing and being restarted
-    in a loop."""
-    from srcflask.config import ConfigurationError, load_settings
-
-    try:
-        load_settings()
-    except ConfigurationError as refused:
-        sys.exit(f"srcflask cannot start with these settings:\n{refused}")
 
 
 def post_worker_init(worker):

@@ -94,14 +94,29 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=get_metadata(),
-            **conf_args
-        )
+        try:
+            lift_statement_timeout(connection)
+            context.configure(
+                connection=connection,
+                target_metadata=get_metadata(),
+                **conf_args
+            )
 
-        with context.begin_transaction():
-            context.run_migrations()
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            # Closed, not returned: the web's pool must never get a connection without
+            # its statement_timeout.
+            connection.invalidate()
+
+
+def lift_statement_timeout(connection):
+    """The app's connections start with the web's statement_timeout
+    (config.database_engine_options); a migration may rewrite a large table for longer,
+    and cancelling it half-way would only make the next deploy start over."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET statement_timeout = 0")
+        connection.commit()
 
 
 if context.is_offline_mode():

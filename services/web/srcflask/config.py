@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse_many
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEB_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     SECRET_KEY: str | None = None
     # Unset: the embedded SQLite file of the quick start.
     DATABASE_URL: str = f"sqlite:///{WEB_ROOT / 'instance' / 'srcflask.sqlite3'}"
+    # PostgreSQL cancels any statement of the web app or the writer (never of migrations)
+    # that runs longer, lock waits included: the request answers 503 instead of hanging.
+    DATABASE_STATEMENT_TIMEOUT_SECONDS: Seconds = 30.0
+    # How long opening a database connection may take before it counts as an outage
+    # (libpq's connect_timeout: whole seconds, at least 2).
+    DATABASE_CONNECT_TIMEOUT_SECONDS: int = Field(5, ge=2, le=120)
 
     DOCUMENT_BODY_MAX_CHARS: int = Field(20_000, ge=1, le=1_000_000)
     # The largest legitimate form is one document (body cap, 4 bytes per character at
@@ -95,7 +101,8 @@ class Settings(BaseSettings):
     # Document saves (create and edit) and autodoc regenerations per user, pages and API
     # sharing one allowance each: a person saves at most every few seconds, a careless
     # script in a loop many times a second (each save and regeneration queues GPT-2 work).
-    SAVE_RATE_LIMIT: RateLimit = "60 per minute; 600 per hour"
+    # Saves leave room for bench/load.py's heavy sponsor (100 saves in a minute, all 302).
+    SAVE_RATE_LIMIT: RateLimit = "120 per minute; 1200 per hour"
     REGENERATE_RATE_LIMIT: RateLimit = "30 per minute; 300 per hour"
 
     WRITER_MODEL_DIR: str = str(WEB_ROOT / "srcflask" / "static" / "mlmodels" / "weights" / "gpt2")
@@ -104,7 +111,7 @@ class Settings(BaseSettings):
     WRITER_MAX_NEW_TOKENS: int = Field(60, ge=1, le=1024)
     WRITER_THREADS: int = Field(1, ge=1, le=16)
     WRITER_BATCH_SIZE: int = Field(8, ge=1, le=64)
-    WRITER_LEASE_SECONDS: int = Field(120, ge=5, le=86_400)
+    WRITER_LEASE_SECONDS: int = Field(120, ge=1, le=86_400)
     WRITER_MAX_ATTEMPTS: int = Field(3, ge=1, le=100)
     # 1: the app process runs the writer; 0: only `flask writer run` does.
     WRITER_IN_PROCESS: bool = True
@@ -131,9 +138,17 @@ class Settings(BaseSettings):
     # limits and https URLs come from them only when this says they are trusted.
     PROXY_COUNT: int = Field(0, ge=0, le=10)
 
+    # gunicorn (gunicorn.conf.py reads them through this schema, and has the reasons).
+    GUNICORN_BIND: str = Field("0.0.0.0:5000", min_length=1)
+    GUNICORN_WORKERS: int = Field(1, ge=1, le=32)
+    GUNICORN_THREADS: int = Field(8, ge=1, le=256)
+    GUNICORN_TIMEOUT: int = Field(60, ge=1, le=3600)
+    FORWARDED_ALLOW_IPS: str = "127.0.0.1"
+
     # "json": one JSON object per log line (production), "text": readable lines.
     LOG_FORMAT: Literal["json", "text"] = "text"
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                         BeforeValidator(lambda level: level.upper() if isinstance(level, str) else level)] = "INFO"
     # Who may read /metrics: a bearer token, or clients in these networks (comma-separated
     # CIDRs). With neither, /metrics is 404. Development is open by default, production not.
     METRICS_TOKEN: str | None = None
@@ -147,6 +162,10 @@ class DevelopmentSettings(Settings):
 class TestingSettings(Settings):
     LOG_FORMAT: Literal["json", "text"] = "json"
     METRICS_ALLOWED_NETWORKS: Networks = "0.0.0.0/0, ::/0"
+    # The suite's tests of concurrent saves save hundreds of times a minute as one user:
+    # tests/test_throttle.py sets the writing limits it checks.
+    SAVE_RATE_LIMIT: RateLimit = "100000 per minute"
+    REGENERATE_RATE_LIMIT: RateLimit = "100000 per minute"
     # Each test process counts under a prefix of its own, so runs sharing a Redis never
     # share (or reset) each other's counts.
     RATELIMIT_STORAGE_PREFIX: str = Field(default_factory=lambda: f"srcflask-test-{secrets.token_hex(6)}")
@@ -248,9 +267,7 @@ def flask_config(settings, instance_path):
     secure = env_name == "production"
     values.update(
         SQLALCHEMY_DATABASE_URI=settings.DATABASE_URL,
-        # pre_ping: a PostgreSQL restart must not leave dead connections in the pool.
-        SQLALCHEMY_ENGINE_OPTIONS=database_engine_options(settings.DATABASE_URL, {"pool_pre_ping": True}),
-        DEBUG=env_name == "development",
+        SQLALCHEMY_ENGINE_OPTIONS=database_engine_options(settings),
         TESTING=env_name == "testing",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -261,7 +278,9 @@ def flask_config(settings, instance_path):
         PERMANENT_SESSION_LIFETIME=timedelta(days=settings.SESSION_LIFETIME_DAYS),
         REMEMBER_COOKIE_DURATION=timedelta(days=settings.SESSION_LIFETIME_DAYS),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
-        RATELIMIT_HEADERS_ENABLED=True,
+        # Off: Flask-Limiter would put its own Retry-After on every limited response, a 503's
+        # included; a 429 gets its Retry-After from errors.py (throttle.retry_after).
+        RATELIMIT_HEADERS_ENABLED=False,
         # Keys under this deployment's prefix; a Redis that does not answer within a second
         # counts as down (srcflask/throttle.py says what happens then).
         RATELIMIT_STORAGE_OPTIONS={"key_prefix": settings.RATELIMIT_STORAGE_PREFIX,
@@ -295,11 +314,21 @@ def development_secret_key(instance_dir):
     return path.read_text().strip()
 
 
-def database_engine_options(uri, options):
-    """SQLAlchemy engine options for the database at `uri`: on PostgreSQL, JIT compilation
-    off. The app's queries are short OLTP queries for which PostgreSQL's cost estimates
-    cross the JIT thresholds on large tables, and compiling took 60-90 ms of each list
-    query at 100,000 documents, more than running it (bench/RESULTS.md, "Load at scale")."""
-    if uri.startswith("postgresql"):
-        return {**options, "connect_args": {**options.get("connect_args", {}), "options": "-c jit=off"}}
+def database_engine_options(settings):
+    """SQLAlchemy engine options for the database of `settings`. pre_ping: a PostgreSQL
+    restart must not leave dead connections in the pool. On PostgreSQL, every connection
+    starts with:
+    - JIT compilation off. The app's queries are short OLTP queries for which PostgreSQL's
+      cost estimates cross the JIT thresholds on large tables, and compiling took 60-90 ms
+      of each list query at 100,000 documents, more than running it (bench/RESULTS.md,
+      "Load at scale").
+    - statement_timeout: no query or lock wait holds a request thread (or the writer)
+      forever. It is the session's default, so migrations/env.py lifts it for `flask db
+      upgrade` alone.
+    - connect_timeout: an unreachable server fails the request as an outage in seconds."""
+    options = {"pool_pre_ping": True}
+    if settings.DATABASE_URL.startswith("postgresql"):
+        timeout_ms = max(1, round(settings.DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000))
+        options["connect_args"] = {"options": f"-c jit=off -c statement_timeout={timeout_ms}",
+                                   "connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS}
     return options

@@ -1,12 +1,14 @@
 """Error pages in the site's layout: a person never sees a traceback."""
 from flask import current_app, render_template, request
 from flask.globals import request_ctx
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from .api.errors import json_error
+from .api.errors import ApiError, has_own_message, json_error
 from .api.paths import is_api_request
+from . import throttle
 from .extensions import db, login_manager
 
 MESSAGES = {
@@ -35,6 +37,19 @@ class DatabaseUnavailable(ServiceUnavailable):
         super().__init__(retry_after=DATABASE_RETRY_AFTER_SECONDS)
 
 
+# PostgreSQL's query_canceled: the statement ran past DATABASE_STATEMENT_TIMEOUT_SECONDS.
+QUERY_CANCELED = "57014"
+TIMEOUT_MESSAGE = ("This took too long and was stopped, so nothing was saved. Try again; if it keeps happening, "
+                   "let us know what you were doing.")
+
+
+def is_statement_timeout(error):
+    """True when PostgreSQL cancelled a statement of this request (its statement_timeout,
+    lock waits included, see config.database_engine_options): the database is up and
+    the connection still good, unlike an outage."""
+    return isinstance(error, sa_exc.DBAPIError) and getattr(error.orig, "pgcode", None) == QUERY_CANCELED
+
+
 def is_database_outage(error):
     """True for errors that say the database is unreachable, not that the query was wrong:
     a refused or dropped connection, a server shutting down, an exhausted pool."""
@@ -47,6 +62,10 @@ def render_error(error):
     """Render any error as a page of the site, with its own status code; an API request's
     error as the API's JSON (by path: a URL under /api/v1 that matches no route has no
     blueprint, and must still not get a page)."""
+    if is_statement_timeout(error):
+        return _timed_out(error)
+    if isinstance(error, RateLimitExceeded):
+        error.retry_after = throttle.retry_after()
     if is_database_outage(error):
         current_app.logger.warning("Database unavailable: %s", error.__class__.__name__,
                                    extra={"event": "database_unavailable", "error": str(error).splitlines()[0]})
@@ -74,8 +93,16 @@ def render_error(error):
         db.session.rollback()
         current_app.logger.exception("Unhandled error", exc_info=error)
         error = InternalServerError()
-    message = CSRF_MESSAGE if isinstance(error, CSRFError) else MESSAGES.get(error.code, error.description)
-    response = render_template("errors/error.html", code=error.code, title=error.name, message=message)
+    if isinstance(error, CSRFError):
+        message = CSRF_MESSAGE
+    elif has_own_message(error):
+        message = error.description
+    else:
+        message = MESSAGES.get(error.code, error.description)
+    # A refused save (a rate limit) shows what was sent, like an outage does: nothing is lost.
+    submitted = _submitted_text() if error.code == 429 else []
+    response = render_template("errors/error.html", code=error.code, title=error.name, message=message,
+                               submitted=submitted)
     # A 405 must say which methods the URL takes (RFC 9110); the page replaces werkzeug's.
     headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}
     if error.code == 429 and getattr(error, "retry_after", None):
@@ -83,9 +110,23 @@ def render_error(error):
     return response, error.code, headers
 
 
+def _timed_out(error):
+    """503 for a request whose statement ran too long: its transaction is rolled back (so
+    nothing of it was saved, as the answer says), and the text a save carried is shown
+    back. No Retry-After: the same request would likely take as long again."""
+    db.session.rollback()
+    current_app.logger.error("Statement timeout in %s", request.endpoint,
+                             extra={"event": "statement_timeout", "error": str(error.orig).splitlines()[0]})
+    if is_api_request():
+        return json_error(ApiError(503, "statement_timeout", TIMEOUT_MESSAGE))
+    return render_template("errors/error.html", code=503, title="Took too long", message=TIMEOUT_MESSAGE,
+                           submitted=_submitted_text()), 503
+
+
 def _submitted_text():
     """The title and body a refused save carried, to show back to the writer: a save that
-    failed because the database was down must not cost them their text."""
+    failed because the database was down, or was over its rate limit, must not cost them
+    their text."""
     if request.method != "POST" or request.content_length is None:
         return []
     return [(label, request.form[name]) for label, name in (("Title", "title"), ("Body", "body"))

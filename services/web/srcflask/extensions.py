@@ -32,6 +32,8 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 bootstrap = Bootstrap5()
-# Limits are declared on the views that need them (log-in, sign-up); no global default,
-# so ordinary browsing is never throttled.
-limiter = Limiter(key_func=get_remote_address)
+# Limits are declared on the views that need them (srcflask/throttle.py); no global default,
+# so ordinary browsing is never throttled. When the shared storage (Redis) does not answer,
+# each process counts in its own memory until it does again, rather than refusing every
+# log-in and save or letting them all through unthrottled (throttle.py explains).
+limiter = Limiter(key_func=get_remote_address, in_memory_fallback_enabled=True, swallow_errors=True)

@@ -1,10 +1,11 @@
 """Prometheus metrics: requests by route, the writer's queue, generation and model load times.
 
 Request metrics are labelled by endpoint (the view's name), never by raw path, so that
-/sponsor/documents/1, /2 ... stay one series. The queue figures are read from the
-database when Prometheus scrapes (one grouped query), not counted in this process: every
-web replica and `flask writer run` process shares that one queue, so any replica reports
-the same truth. Generation seconds are observed by the writer threads of this process.
+/sponsor/documents/1, /2 ... stay one series; every request label takes its values from a
+fixed set (record_request), so no client can make the registry grow. The queue figures
+are read from the database when Prometheus scrapes (one grouped query), not counted in
+this process: every web replica and `flask writer run` process shares that one queue, so
+any replica reports the same truth. Generation seconds are observed by the writer threads of this process.
 
 Metrics live in this process's registry: with one gunicorn worker per container (see
 gunicorn.conf.py) a scrape sees everything the process did.
@@ -12,6 +13,7 @@ gunicorn.conf.py) a scrape sees everything the process did.
 import hmac
 import ipaddress
 import logging
+from http import HTTPStatus
 
 from flask import abort, current_app, request
 from prometheus_client import (CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector,
@@ -25,6 +27,10 @@ log = logging.getLogger(__name__)
 registry = CollectorRegistry()
 ProcessCollector(registry=registry)
 PlatformCollector(registry=registry)
+
+# The label values a request can take; anything else is counted as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+KNOWN_STATUSES = frozenset(status.value for status in HTTPStatus)
 
 REQUESTS = Counter(
     "srcflask_http_requests", "HTTP requests answered, by endpoint, method and status.",
@@ -72,22 +78,49 @@ class _StateCollector:
                                     value=depth.get("queued", 0))
         yield database_up
 
+        from .throttle import storage_up
+
+        ratelimit_up = storage_up()
+        if not ratelimit_up:
+            log.error("metrics: the rate limits' storage does not answer; each process counts on its own",
+                      extra={"event": "ratelimit_storage_down"})
+        yield GaugeMetricFamily("srcflask_ratelimit_storage_up", "1 when the rate limits' storage (Redis) answers; "
+                                "0: each process counts on its own until it does (srcflask/throttle.py).",
+                                value=1 if ratelimit_up else 0)
+
         info = writer_runtime.loaded_info
         yield GaugeMetricFamily("srcflask_writer_model_loaded", "1 when this process's writer has loaded its model.",
                                 value=1 if info else 0)
         if info:
             yield GaugeMetricFamily("srcflask_writer_model_load_seconds", "Seconds this process took to load the model.",
                                     value=info["load_seconds"])
+        # Only where a writer is meant to run: a web process of the scaled set-up
+        # (WRITER_IN_PROCESS=0) would otherwise report a dead writer forever.
+        if current_app.config["WRITER_IN_PROCESS"]:
+            yield GaugeMetricFamily("srcflask_writer_alive", "1 while this process's writer threads run and none is "
+                                    "failing (a corrupt model, out of memory, a bug); 0 otherwise: alert on it.",
+                                    value=1 if writer_runtime.alive else 0)
 
 
 registry.register(_StateCollector())
 
 
 def record_request(response):
-    endpoint = request.endpoint or "unmatched"
-    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    REQUEST_SECONDS.labels(endpoint, request.method).observe(request_seconds())
+    """Count and time the request under labels from fixed sets only: each distinct label
+    value is a series kept for the life of the process, so nothing a client chooses (an
+    invented method, a path, a status a view made up) may become one."""
+    endpoint = request.endpoint or "unmatched"  # a rule of the url_map, or none (404, 405)
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    REQUESTS.labels(endpoint, method, status_label(response.status_code)).inc()
+    REQUEST_SECONDS.labels(endpoint, method).observe(request_seconds())
     return response
+
+
+def status_label(code):
+    """The status as a label: a code HTTP defines, else its class ("2xx"), else "other"."""
+    if code in KNOWN_STATUSES:
+        return str(code)
+    return f"{code // 100}xx" if 100 <= code < 600 else "other"
 
 
 def check_access():
@@ -122,5 +155,4 @@ def _address_in(address, networks):
 
 def init_app(app):
     disable_created_metrics()  # the *_created series only double the output
-    allowed_networks(app.config["METRICS_ALLOWED_NETWORKS"])  # a typo fails at start, not at 3 a.m.
     app.after_request(record_request)

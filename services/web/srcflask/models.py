@@ -5,8 +5,8 @@ Revisions and autodocs live in static/data/processeddata, as the owner's layout 
 they are imported at the bottom so that every model is registered with one import.
 """
 from flask_login import UserMixin
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, func, text, true
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, func, inspect, text, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
@@ -41,12 +41,32 @@ class User(UserMixin, db.Model):
     decided_at: Mapped[TimestampOrNone]
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     decision_reason: Mapped[str | None] = mapped_column(Text)
+    # Part of the id Flask-Login keeps in the session and remember-me cookies (get_id):
+    # moving it on refuses every cookie issued before (security.load_user). Signed cookies
+    # cannot be recalled one by one, so this is how log-out, a new password and an admin's
+    # decisions end the account's sessions, on every device at once.
+    session_generation: Mapped[int] = mapped_column(server_default="0")
 
     decided_by: Mapped["User | None"] = relationship(remote_side=[id])
+
+    def get_id(self):
+        return f"{self.id}:{self.session_generation}"
+
+    def end_sessions(self):
+        """Refuse every session and remember-me cookie of this account from now on."""
+        self.session_generation += 1
 
     def set_password(self, password):
         # werkzeug's default is scrypt with a per-password salt.
         self.password_hash = generate_password_hash(password)
+
+    @validates("password_hash")
+    def _new_password_ends_sessions(self, key, password_hash):
+        """Whoever sets a new password (a change, a reset, a command) ends the sessions the
+        old one opened; a new account (no row yet) has none."""
+        if inspect(self).persistent:
+            self.end_sessions()
+        return password_hash
 
     def check_password(self, password):
         return check_password_hash(self.password_hash, password)

@@ -5,6 +5,13 @@ writer thread, never at import time and never on a request. The queue itself (cl
 leases, attempt tokens) lives in services/autodoc_queue.py; this module only runs it.
 With no model installed the writer waits and retries, so queued autodocs stay queued and
 drain once a model is put in place.
+
+Each writer thread supervises itself: any unexpected error of a round (a corrupt weights
+file, out of memory while loading or compiling, a bug in building prompts) is logged with
+its traceback, gives the jobs the round held back to the queue at once, is reported as the
+writer's state (`failure`: /readyz, the dashboard, `srcflask_writer_alive`) and is retried
+after a backoff that doubles from WRITER_RESTART_MIN_SECONDS to WRITER_RESTART_MAX_SECONDS.
+The first round that goes through clears it.
 """
 import hashlib
 import logging
@@ -31,6 +38,8 @@ JOB_OUTCOMES = {
     False: ("refused: its lease was taken over", "autodoc_refused"),
     None: ("not saved", "autodoc_not_saved"),
 }
+ERROR_CHARS = 300
+NO_WRITER_HERE = "This process runs no writer (WRITER_IN_PROCESS=0): `flask writer run` processes write the autodocs."
 NO_MODEL_HELP = "Install one with `flask writer fetch` (needs internet) or set WRITER_MODEL_DIR to a GPT-2 folder."
 
 
@@ -48,24 +57,48 @@ class WriterRuntime:
         self._stop = threading.Event()
         self._autodoc_writer = None
         self.model_error = None
+        # {writer thread's name: why its last round failed}; a round that goes through
+        # removes its thread's entry.
+        self.failures = {}
 
     def init_app(self, app):
         app.extensions["writer"] = self
         app.add_template_global(self.problem, "writer_problem")
         if app.config["WRITER_IN_PROCESS"]:
-            # Started by the first request (flask run) or gunicorn's post_worker_init,
-            # never by create_app itself: CLI commands like `flask db upgrade` stay light.
+            # Started with the server by gunicorn's post_worker_init (production and the
+            # quick start, scripts/run); under `flask run` (docker-compose.yml's development
+            # server), which has no such hook, by the first request. Never by create_app
+            # itself: CLI commands like `flask db upgrade` stay light.
             app.before_request(lambda: self.start(app))
 
     def problem(self):
         """What keeps autodocs from being written, in words for the pages; None when the
         writer has (or can load) a model. Cheap: a file check, no loading."""
+        if self.failure:
+            return f"The writer failed: {self.failure}. It retries by itself; autodocs wait in the queue."
         model_dir = current_app.config["WRITER_MODEL_DIR"]
         if not model_installed(model_dir):
             return f"The writer has no model installed (looked in {model_dir}), so autodocs wait in the queue. {NO_MODEL_HELP}"
         if self.model_error:
             return f"The writer cannot load its model: {self.model_error}"
         return None
+
+    def state(self):
+        """This process's writer as /readyz and the dashboard show it: {"state": elsewhere,
+        failed, loaded, unavailable, loading or not running, and what goes with it}."""
+        if not current_app.config["WRITER_IN_PROCESS"]:
+            return {"state": "elsewhere", "detail": NO_WRITER_HERE}
+        if self.failure:
+            return {"state": "failed", "reason": self.failure, "detail": self.problem()}
+        info = self.loaded_info
+        if info:
+            return {"state": "loaded", "model": info.get("name"), "load_seconds": info.get("load_seconds")}
+        problem = self.problem()
+        if problem:
+            return {"state": "unavailable", "detail": problem}
+        if self.running:
+            return {"state": "loading", "detail": "The writer is loading and compiling its model."}
+        return {"state": "not running", "detail": "The writer threads of this process are not running."}
 
     @property
     def loaded_info(self):
@@ -76,6 +109,16 @@ class WriterRuntime:
     @property
     def running(self):
         return any(thread.is_alive() for thread in self._threads)
+
+    @property
+    def failure(self):
+        """Why a writer thread's last round failed (one line), None when none did."""
+        return next(iter(self.failures.values()), None)
+
+    @property
+    def alive(self):
+        """This process's writer threads run and none is failing."""
+        return self.running and not self.failures
 
     def start(self, app, threads=None):
         """Start the writer threads once per process (idempotent, cheap when running)."""
@@ -102,26 +145,51 @@ class WriterRuntime:
             self._autodoc_writer = None
 
     def run(self, app, until_idle=False):
-        """Drain the queue until stopped; with `until_idle`, return once nothing is claimable
-        (or no model is installed) — for tests and one-shot commands."""
-        worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+        """Drain the queue until stopped, supervised (see the module's docstring); with
+        `until_idle`, return once nothing is claimable, no model is installed or a round
+        failed — for tests and one-shot commands."""
+        name = threading.current_thread().name
+        worker = f"{socket.gethostname()}:{os.getpid()}:{name}"
         config = app.config
         lower_priority(config["WRITER_NICE"])
+        failed_rounds = 0
         while not self._stop.is_set():
-            writer = self.load(config)
-            if writer is None:
+            try:
+                pause = self._round(app, worker)
+            except Exception as error:  # anything at all: the thread must outlive it
+                failed_rounds += 1
+                # (The exponent is bounded so that a writer failing for weeks cannot overflow it.)
+                delay = min(config["WRITER_RESTART_MAX_SECONDS"],
+                            config["WRITER_RESTART_MIN_SECONDS"] * 2 ** min(failed_rounds - 1, 20))
+                reason = self.failures[name] = describe(error)
+                log.exception("writer failed (%s); retrying in %.1f s", reason, delay,
+                              extra={"event": "writer_failed", "worker": worker, "error": reason,
+                                     "retry_seconds": delay, "failed_rounds": failed_rounds})
                 if until_idle:
                     return
-                self._stop.wait(config["WRITER_MODEL_RETRY_SECONDS"])
+                self._stop.wait(delay)
                 continue
-            jobs = self._with_database(app, "claim", autodoc_queue.claim_jobs, worker, config["WRITER_BATCH_SIZE"],
-                                       config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"], give_up=True)
-            if not jobs:
-                if until_idle:
-                    return
-                self._stop.wait(config["WRITER_POLL_SECONDS"])
+            failed_rounds = 0
+            self.failures.pop(name, None)
+            if pause is None:
                 continue
-            self._write(app, writer, jobs, worker)
+            if until_idle:
+                return
+            self._stop.wait(pause)
+
+    def _round(self, app, worker):
+        """Load the model if needed, claim a batch and write it; returns the seconds to wait
+        before the next round (None: go on at once)."""
+        config = app.config
+        writer = self.load(config)
+        if writer is None:
+            return config["WRITER_MODEL_RETRY_SECONDS"]
+        jobs = self._with_database(app, "claim", autodoc_queue.claim_jobs, worker, config["WRITER_BATCH_SIZE"],
+                                   config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"], give_up=True)
+        if not jobs:
+            return config["WRITER_POLL_SECONDS"]
+        self._write(app, writer, jobs, worker)
+        return None
 
     def _with_database(self, app, what, action, *args, give_up=False):
         """Run `action(*args)` in an app context, waiting out a database outage (a restart, a
@@ -178,6 +246,21 @@ class WriterRuntime:
         return self._autodoc_writer
 
     def _write(self, app, writer, jobs, worker):
+        """Write the claimed jobs. Whatever fails outside generate (building prompts, a bug),
+        the jobs not yet settled are given back at once through the queue's own conditional
+        write (each keeps the attempt it used), not left `running` until their lease runs
+        out, and the error goes up to run's supervision."""
+        settled = set()
+        try:
+            self._write_claimed(app, writer, jobs, worker, settled)
+        except Exception as error:
+            for job in jobs:
+                if job.autodoc_id not in settled:
+                    self._with_database(app, "release", autodoc_queue.fail_job, job, describe(error),
+                                        app.config["WRITER_MAX_ATTEMPTS"])
+            raise
+
+    def _write_claimed(self, app, writer, jobs, worker, settled):
         from .static.src.features.doctokenization import build_prompt
 
         config = app.config
@@ -187,23 +270,36 @@ class WriterRuntime:
             if prompt is None:
                 stamp = self._stamp(writer, job, "", 0.0, 0, worker)
                 written = self._with_database(app, "write", autodoc_queue.complete_job, job, "", "", stamp)
+                settled.add(job.autodoc_id)
                 self._log_job(job, written, 0.0, 0, worker)
         pending = [(job, prompt) for job, prompt in zip(jobs, prompts) if prompt is not None]
         if not pending:
             return
-        heartbeat = _Heartbeat(app, [job for job, _ in pending], config["WRITER_LEASE_SECONDS"])
+        with _Heartbeat(app, [job for job, _ in pending], config["WRITER_LEASE_SECONDS"],
+                        config["WRITER_JOB_DEADLINE_SECONDS"]):
+            self._generate(app, writer, pending, worker, settled)
+
+    def _generate(self, app, writer, pending, worker, settled):
+        """One generate call for the (job, prompt) pairs, each text stored as it is written.
+        When a batch fails, its jobs are tried again each alone: one input that makes the
+        model fail then uses up only its own attempts, and the others are written."""
         started = time.perf_counter()
         try:
-            with heartbeat:
-                continuations = writer.write([prompt for _, prompt in pending])
+            continuations = writer.write([prompt for _, prompt in pending])
         except Exception as error:  # any failure of generation: retried, then reported
             ids = [job.autodoc_id for job, _ in pending]
-            log.exception("writer failed on autodocs %s", ids,
+            alone = len(pending) == 1
+            log.exception("writer failed on autodocs %s%s", ids, "" if alone else "; writing each alone",
                           extra={"event": "autodoc_batch_failed", "autodoc_ids": ids, "worker": worker,
-                                 "error": f"{type(error).__name__}: {error}"})
-            reason = f"{type(error).__name__}: {error}"
-            for job, _ in pending:
-                self._with_database(app, "fail", autodoc_queue.fail_job, job, reason, config["WRITER_MAX_ATTEMPTS"])
+                                 "error": describe(error)})
+            if not alone:
+                for one in pending:
+                    self._generate(app, writer, [one], worker, settled)
+                return
+            (job, _), = pending
+            self._with_database(app, "fail", autodoc_queue.fail_job, job, describe(error),
+                                app.config["WRITER_MAX_ATTEMPTS"])
+            settled.add(job.autodoc_id)
             return
         seconds = time.perf_counter() - started
         GENERATION_SECONDS.observe(seconds)
@@ -211,6 +307,7 @@ class WriterRuntime:
             stamp = self._stamp(writer, job, prompt.text, seconds, len(pending), worker)
             written = self._with_database(app, "write", autodoc_queue.complete_job,
                                           job, prompt.text, continuation.text, stamp)
+            settled.add(job.autodoc_id)
             self._log_job(job, written, seconds, len(pending), worker)
 
     @staticmethod
@@ -239,6 +336,14 @@ class WriterRuntime:
         }
 
 
+def describe(error):
+    """An error in one line for the pages, /readyz and the autodoc's `error`: its class and
+    the first line of its message, at most ERROR_CHARS (the traceback is in the log)."""
+    message = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+    return text[:ERROR_CHARS]
+
+
 def lower_priority(niceness):
     """Give the calling thread (and every thread it starts from now on, TensorFlow's pools
     included: Linux threads inherit their creator's niceness) a lower CPU priority, so that
@@ -248,10 +353,11 @@ def lower_priority(niceness):
 
 
 class _Heartbeat:
-    """Extends the jobs' lease every third of it while generation runs."""
+    """Extends the jobs' lease every third of it while generation runs, until the jobs'
+    deadline (counted by the database from their claim): past it a hung generate loses them."""
 
-    def __init__(self, app, jobs, lease_seconds):
-        self._app, self._jobs, self._lease = app, jobs, lease_seconds
+    def __init__(self, app, jobs, lease_seconds, deadline_seconds):
+        self._app, self._jobs, self._lease, self._deadline = app, jobs, lease_seconds, deadline_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="writer-heartbeat", daemon=True)
 
@@ -264,10 +370,17 @@ class _Heartbeat:
         self._thread.join()
 
     def _beat(self):
+        started, warned = time.monotonic(), False
         while not self._stop.wait(self._lease / 3):
+            if not warned and time.monotonic() - started > self._deadline:
+                warned = True
+                ids = [job.autodoc_id for job in self._jobs]
+                log.warning("autodocs %s passed their deadline (%d s) in generate: their leases are no longer "
+                            "extended", ids, self._deadline,
+                            extra={"event": "autodoc_deadline_passed", "autodoc_ids": ids})
             try:
                 with self._app.app_context():
-                    autodoc_queue.extend_leases(self._jobs, self._lease)
+                    autodoc_queue.extend_leases(self._jobs, self._lease, self._deadline)
             except SQLAlchemyError as error:
                 # A missed beat is harmless while the lease lasts; keep beating.
                 log.warning("writer heartbeat cannot reach the database: %s", type(error).__name__,

@@ -485,7 +485,10 @@ def production_stack(database_url, model_dir, workdir, **settings):
 
 # The restart scenario's writer: the kill scenarios' settings with a lease that outlasts a
 # restart (its jobs are not handed over meanwhile) and full batches.
-RESTART_SETTINGS = {**WRITER_SETTINGS, "WRITER_LEASE_SECONDS": 10, "WRITER_BATCH_SIZE": 8}
+# The savers save as fast as the stack answers, far past a person's pace: what is tested is
+# restarts, not the save limit (tests/test_throttle.py).
+RESTART_SETTINGS = {**WRITER_SETTINGS, "WRITER_LEASE_SECONDS": 10, "WRITER_BATCH_SIZE": 8,
+                    "SAVE_RATE_LIMIT": "100000 per minute"}
 
 
 @contextmanager

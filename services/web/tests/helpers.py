@@ -13,6 +13,8 @@ LEAKS = ("Traceback (most recent call last)", 'File "/', "psycopg2", "sqlalchemy
          "UnicodeDecodeError", "ValueError", "Werkzeug Debugger")
 # How a form page shows what is wrong: next to a field, or above the form.
 ERROR_SHOWN = ("invalid-feedback", "alert-danger")
+# Log-in and sign-up start a new session with a new CSRF token (security.start_session).
+NEW_SESSION_PATHS = ("/auth/login", "/auth/signup")
 
 
 class FormClient:
@@ -28,7 +30,8 @@ class FormClient:
 
     def csrf_token(self):
         if self._token is None:
-            page = self.raw.get("/auth/login").get_data(as_text=True)
+            # The log-in page, or the home page a logged-in browser is sent to instead.
+            page = self.raw.get("/auth/login", follow_redirects=True).get_data(as_text=True)
             match = CSRF_META.search(page)
             assert match, "no CSRF token on the log-in page"
             self._token = match.group(1)
@@ -38,7 +41,10 @@ class FormClient:
         data = dict(data or {})
         if csrf:
             data.setdefault("csrf_token", self.csrf_token())
-        return self.raw.post(path, data=data, **kwargs)
+        response = self.raw.post(path, data=data, **kwargs)
+        if response.status_code == 302 and path.partition("?")[0] in NEW_SESSION_PATHS:
+            self._token = None
+        return response
 
     def follow(self, response):
         """GET the page a redirect points to."""

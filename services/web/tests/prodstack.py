@@ -74,6 +74,9 @@ def production_env(database_url, model_dir, **overrides):
         # What .env.prod.db holds.
         SECRET_KEY=secrets.token_hex(32), DATABASE_URL=database_url,
         WRITER_MODEL_DIR=str(model_dir),
+        # The redis service: the machine's Redis, under a prefix of this stack's own.
+        RATELIMIT_STORAGE_URI=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        RATELIMIT_STORAGE_PREFIX=f"srcflask-test-{uuid.uuid4().hex[:12]}",
     )
     env.update({key: str(value) for key, value in overrides.items()})
     return env
@@ -167,12 +170,18 @@ def self_signed_certificate(folder):
     return cert, key
 
 
-def nginx_site(upstream_port, http_port, https_port, cert, key, assets=ASSETS):
-    """services/nginx/nginx.conf with the container's names and paths replaced by these;
-    every replacement must find its line exactly once, so the test cannot silently run a
-    config that drifted from the real one."""
+def nginx_site(upstream_port, http_port, https_port, cert, key, assets=ASSETS, upstream_host="127.0.0.1",
+               resolver="127.0.0.1", resolver_valid="10s"):
+    """services/nginx/nginx.conf rendered as the image renders its template (envsubst of the
+    ${NGINX_RESOLVER*} variables, services/nginx/Dockerfile), with the container's names and
+    paths replaced by these; every replacement must find its line exactly once, so the test
+    cannot silently run a config that drifted from the real one. The upstream `web:5000`
+    becomes `upstream_host:upstream_port`: an address (no lookup), or a name that nginx
+    resolves through `resolver` (host[:port]) and keeps for `resolver_valid`."""
     replacements = {
-        "server web:5000;": f"server 127.0.0.1:{upstream_port};",
+        "${NGINX_RESOLVER}": resolver,
+        "${NGINX_RESOLVER_VALID}": resolver_valid,
+        "set $srcflask_web web:5000;": f"set $srcflask_web {upstream_host}:{upstream_port};",
         "listen 80;": f"listen 127.0.0.1:{http_port};",
         "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
         "alias /srv/srcflask/assets/;": f"alias {assets}/;",
@@ -184,6 +193,8 @@ def nginx_site(upstream_port, http_port, https_port, cert, key, assets=ASSETS):
         if site.count(old) != 1:
             raise StackFailed(f"{NGINX_CONF} has {site.count(old)} times {old!r}, not once: update tests/prodstack.py")
         site = site.replace(old, new)
+    if "${" in site:
+        raise StackFailed(f"{NGINX_CONF} has a variable the test does not render: update tests/prodstack.py")
     return site
 
 

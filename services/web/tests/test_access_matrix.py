@@ -109,7 +109,7 @@ class World:
         """A new browser holding the visitor's session as it was right after log-in. Flask
         keeps the whole session in its cookie, so every request of a test starts from the
         same session without paying for another log-in (scrypt); a session that a request
-        ends or logs out is gone only from that request's browser."""
+        ends is gone only from that request's browser (log-out ends them all: MATRIX_ORDER)."""
         clone = self.make_client()
         name = self.app.config["SESSION_COOKIE_NAME"]
         cookie = self.client.raw.get_cookie(name)
@@ -142,6 +142,7 @@ def world(app, login_as, make_client):
             client.csrf_token()  # an anonymous session, with its token, to clone
         else:
             client, user = login_as(visitor.role, status=visitor.status)
+            client.csrf_token()  # its new session's token, read before that session may end
         with app.app_context():
             def person(relation, role):
                 return user if visitor.relation == relation else make_user(role)
@@ -327,6 +328,9 @@ class Route:
     target: tuple | None = None  # (role, status) of the account an admin decision is taken on
     form: object = None  # world -> valid form data
     success: object = None  # (world, state after) -> Location of a successful POST, or of a GET that redirects
+    # What a successful POST answers: its redirect, or 201 with the page (no Location) for the
+    # one that shows a secret, which must not cross a redirect in the session cookie.
+    success_status: int = 302
     effect: object = _unchanged  # (world, state before, state after) -> expected state after
 
     def allowed_visitor(self):
@@ -403,7 +407,7 @@ _ROUTES = [
           effect=_target_becomes("admin.change_role", "change_role", role="sponsor")),
     Route("api_docs.docs", "/api/docs", GET, "ops"),  # the API's docs: open to everyone, like the probes
     Route("account.api_tokens", "/account/tokens", BOTH, "notifications",  # any approved role, like notifications
-          form=lambda w: {"name": "matrix script"}, success=lambda w, after: "/account/tokens"),
+          form=lambda w: {"name": "matrix script"}, success=lambda w, after: None, success_status=201),
     Route("account.revoke_token", "/account/tokens/revoke", POST, "notifications",
           form=lambda w: {"token_id": "1"}, success=lambda w, after: "/account/tokens"),
     Route("notifications.index", "/notifications/", GET, "notifications"),
@@ -418,6 +422,9 @@ NOT_PAGES = {"static", "bootstrap.static"}
 POST_ONLY = [route.endpoint for route in _ROUTES if route.methods == POST]
 POSTS = [route.endpoint for route in _ROUTES if "POST" in route.methods]
 WITH_IDS = [route.endpoint for route in _ROUTES if "{" in route.path]
+# Log-out ends every session of the account, the other copies of the visitor's too
+# (test_sessions.py): it is sent last.
+MATRIX_ORDER = sorted(_ROUTES, key=lambda route: route.access == "logout")
 
 
 def test_every_route_has_an_entry_in_the_matrix(app):
@@ -444,7 +451,7 @@ def expected(route, method, world):
     # A page answers 200; a POST that did its work, or a GET that only points elsewhere
     # (a success but no form), redirects to its success Location.
     redirects = method != "GET" or (route.success is not None and route.form is None)
-    allowed = (302, "success") if redirects else (200, None)
+    allowed = (route.success_status, "success") if redirects else (200, None)
     log_in = (302, f"/auth/login?next={world.path(route)}")
     if route.access == "public":
         if standing == "anonymous":
@@ -553,7 +560,7 @@ def check(world, route, method):
 def test_access_matrix(world, key):
     """Every route and method, as this visitor; all the differences are reported at once."""
     w = world(key)
-    wrong = [problem for route in _ROUTES for method in sorted(route.methods) for problem in check(w, route, method)]
+    wrong = [problem for route in MATRIX_ORDER for method in sorted(route.methods) for problem in check(w, route, method)]
     assert not wrong, f"as {key}:\n" + "\n".join(wrong)
 
 
@@ -592,7 +599,7 @@ def test_state_changes_without_a_valid_csrf_token_are_refused(app, world, endpoi
         assert snapshot(app) == before, name
         assert logged_in_as(browser) == own_session(w.visitor), name
     # The same request with the session's token works: the refusals were the token's.
-    assert w.send(w.browser(), route, "POST").status_code == 302
+    assert w.send(w.browser(), route, "POST").status_code == route.success_status
 
 
 # --- 3. tampered ids ------------------------------------------------------------------------

@@ -370,8 +370,8 @@ def test_only_the_hash_is_stored_and_the_token_page_shows_the_secret_once(login_
     browser, user = login_as("editor")
     assert browser.get("/account/tokens").status_code == 200
     response = browser.post("/account/tokens", {"name": "nightly export"})
-    assert response.status_code == 302 and response.headers["Location"] == "/account/tokens"
-    page = browser.get("/account/tokens").get_data(as_text=True)
+    assert response.status_code == 201  # shown in the answer itself (test_sessions: never in a cookie)
+    page = response.get_data(as_text=True)
     assert "nightly export" in page and "Copy it now" in page
     secret = page.split('new-token-secret">')[1].split("<")[0]
     with app.app_context():
@@ -436,14 +436,15 @@ def test_an_unexpected_error_is_a_json_500(api, people, monkeypatch):
     assert "boom" not in error["message"]
 
 
-def test_rate_limits_are_per_token_with_retry_after(api, people, app, monkeypatch):
+def test_rate_limits_are_per_user_with_retry_after(api, people, app, monkeypatch):
     monkeypatch.setitem(app.config, "API_RATE_LIMIT", "3 per minute")
     for _ in range(3):
         assert api("GET", "/api/v1/me", people["owner_token"]).status_code == 200
     limited = api("GET", "/api/v1/me", people["owner_token"])
     assert_error(limited, 429, "too_many_requests")
     assert int(limited.headers["Retry-After"]) > 0
-    # Another token (the same client address) has its own allowance.
+    # Another user's token (the same client address) has its own allowance (test_throttle:
+    # a user's tokens share one).
     assert api("GET", "/api/v1/me", people["editor_token"]).status_code == 200
 
 

@@ -31,8 +31,8 @@ def down_app(app):
 def moved_to(down_app, browser):
     """A browser of `down_app` carrying `browser`'s session (log-in and CSRF token)."""
     moved = FormClient(down_app.test_client())
+    moved._token = browser.csrf_token()  # first: reading it may add it to the session
     moved.raw.set_cookie("session", browser.raw.get_cookie("session").value)
-    moved._token = browser.csrf_token()
     return moved
 
 

@@ -347,7 +347,7 @@ def test_document_revisions_newest_first_with_savers_and_autodocs(sponsor, edito
     document = make_document(sponsor, editor, body="v1")
     documents.update_document(document, 1, document.title, "v2", sponsor)
     db.session.commit()
-    revisions = documents.document_revisions(document)
+    revisions = documents.document_revisions(document).items
     assert [r.version for r in revisions] == [2, 1]
     assert [r.saved_by.id for r in revisions] == [sponsor.id, sponsor.id]
     assert [r.latest_autodoc.status for r in revisions] == ["queued", "queued"]

@@ -10,7 +10,7 @@ from sqlalchemy import event, text
 from srcflask import create_app
 from srcflask.extensions import db
 from srcflask.logging_setup import JsonFormatter
-from srcflask.ops import routes as ops_routes
+from srcflask.writer import writer_runtime
 
 from .factories import make_document, make_user
 
@@ -101,7 +101,7 @@ def test_readyz_names_the_reason_the_writer_has_no_model(app, monkeypatch, tmp_p
     monkeypatch.setitem(app.config, "WRITER_MODEL_DIR", str(tmp_path / "gpt2"))
     # The view's helper, not the URL: a request would start this app's writer threads.
     with app.test_request_context("/readyz"):
-        state = ops_routes._writer_state()
+        state = writer_runtime.state()
     assert state["state"] == "unavailable"
     assert str(tmp_path / "gpt2") in state["detail"] and "flask writer fetch" in state["detail"]
 
@@ -182,7 +182,8 @@ def test_production_keeps_metrics_closed_by_default(monkeypatch, database_url):
     monkeypatch.setenv("SECRET_KEY", "x" * 32)
     monkeypatch.setenv("DATABASE_URL", database_url)
     # SECRET_KEY as an override: the config classes read the environment when imported.
-    production = create_app("production", SECRET_KEY="x" * 32)
+    # One process on purpose: counting in memory keeps this app off the suite's Redis.
+    production = create_app("production", SECRET_KEY="x" * 32, RATELIMIT_SINGLE_PROCESS=True)
     assert not production.config["METRICS_TOKEN"] and not production.config["METRICS_ALLOWED_NETWORKS"]
     assert production.test_client().get("/metrics").status_code == 404
 

@@ -23,6 +23,7 @@ def test_session_cookie_is_httponly_and_samesite(client):
 def test_production_cookies_are_secure(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "x" * 32)
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    monkeypatch.setenv("RATELIMIT_SINGLE_PROCESS", "1")
     app = create_app("production")
     assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
 

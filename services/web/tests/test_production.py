@@ -109,10 +109,12 @@ def test_development_compose_file(compose_folder):
 
 def test_production_compose_file(compose_folder):
     services = compose_config(compose_folder, "docker-compose.prod.yml")
-    assert set(services) == {"web", "nginx", "db"}
+    assert set(services) == {"web", "nginx", "db", "redis"}
     assert all("healthcheck" in service for service in services.values())
     web, proxy, db = services["web"], services["nginx"], services["db"]
-    assert healthy(web, "db") and healthy(proxy, "web")
+    assert healthy(web, "db") and healthy(web, "redis") and healthy(proxy, "web")
+    assert_redis_counts_only(services["redis"])
+    assert environment(web)["RATELIMIT_STORAGE_URI"] == "redis://redis:6379/0"
     assert web["build"]["dockerfile"] == "Dockerfile.prod"
     assert "ports" not in web, "only nginx is published"
     assert ("models", "/models") in mounts(web)
@@ -127,7 +129,9 @@ def test_production_compose_file(compose_folder):
 
 def test_scaling_out_compose_file(compose_folder):
     services = compose_config(compose_folder, "docker-compose.prod.yml", "docker-compose.scale.yml")
-    assert set(services) == {"web", "nginx", "db", "writer"}
+    assert set(services) == {"web", "nginx", "db", "writer", "redis"}
+    # Every web replica counts rate limits in the one Redis.
+    assert healthy(services["web"], "redis") and environment(services["web"])["RATELIMIT_STORAGE_URI"].startswith("redis://")
     assert all("healthcheck" in service for service in services.values())
     web, writer = services["web"], services["writer"]
     assert environment(web)["WRITER_IN_PROCESS"] == "0"
@@ -135,6 +139,15 @@ def test_scaling_out_compose_file(compose_folder):
     assert writer["command"] == ["flask", "writer", "run"]
     assert healthy(writer, "db") and ("models", "/models") in mounts(writer)
     assert environment(writer)["DATABASE_URL"] == environment(web)["DATABASE_URL"]
+
+
+def assert_redis_counts_only(redis):
+    """A pinned Redis that is checked and keeps nothing on disk: it only holds counts."""
+    assert re.fullmatch(r"redis:\d+\.\d+(\.\d+)?-alpine", redis["image"]), redis["image"]
+    assert redis["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    command = redis["command"] if isinstance(redis["command"], list) else redis["command"].split()
+    assert command[command.index("--save") + 1] in ("", '""') and command[command.index("--appendonly") + 1] == "no"
+    assert not redis.get("volumes") and "ports" not in redis
 
 
 def test_committed_env_prod_carries_no_secret():

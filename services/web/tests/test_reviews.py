@@ -11,7 +11,7 @@ from srcflask.extensions import db
 from srcflask.models import Document, User, Verdict
 from srcflask.services import notifications, reviews
 from srcflask.services.documents import update_document
-from srcflask.services.reviews import word_diff
+from srcflask.services.worddiff import word_diff
 from srcflask.static.data.processeddata.models import Autodoc, Revision
 
 from .auth_admin_helpers import counted_queries

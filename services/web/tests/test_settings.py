@@ -12,7 +12,8 @@ from srcflask.config import PUBLIC_SECRET_KEYS, ConfigurationError, flask_config
 
 from .prodstack import REPO_ROOT, VENV_BIN, WEB_ROOT, free_port
 
-GOOD_PRODUCTION = {"SECRET_KEY": "k" * 64, "DATABASE_URL": "postgresql://srcflask@db:5432/srcflask"}
+GOOD_PRODUCTION = {"SECRET_KEY": "k" * 64, "DATABASE_URL": "postgresql://srcflask@db:5432/srcflask",
+                   "RATELIMIT_STORAGE_URI": "redis://redis:6379/0"}
 
 
 @pytest.fixture

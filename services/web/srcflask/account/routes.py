@@ -1,6 +1,11 @@
 """Personal API tokens: create (the secret is shown once), list, revoke. Every change is
-a POST with CSRF that redirects back to the list."""
-from flask import flash, redirect, render_template, session, url_for
+a POST with CSRF; revoking redirects back to the list.
+
+Creating a token is the one POST answered with a page instead of a redirect: the secret
+is shown in that response (201, never cached) and nowhere else. Carrying it across a
+redirect would need the session, and Flask's session cookie is signed, not encrypted:
+anyone who sees the Set-Cookie header could read the secret."""
+from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..extensions import db
@@ -8,23 +13,26 @@ from ..services import tokens
 from . import bp
 from .forms import NewTokenForm, RevokeTokenForm
 
-# The new secret crosses the redirect in the (signed) session and is removed by the page
-# that shows it: it is never stored on the server, and a reload no longer shows it.
-NEW_SECRET_KEY = "new_api_token"
-
 
 @bp.route("/tokens", methods=["GET", "POST"])
 def api_tokens():
-    """The list, and the form that creates a token (shown once, after the redirect)."""
+    """The list, and the form that creates a token (its secret shown once, in the answer)."""
     form = NewTokenForm()
     if form.validate_on_submit():
-        new = tokens.create_token(current_user, form.name.data)
+        try:
+            new = tokens.create_token(current_user, form.name.data)
+        except tokens.TokenError as refused:  # at the cap of live tokens
+            form.name.errors.append(str(refused))
+            return _tokens_page(form)
         db.session.commit()
-        session[NEW_SECRET_KEY] = {"name": new.token.name, "secret": new.secret}
-        flash(f"Token “{new.token.name}” created. Copy it now: it will not be shown again.", "success")
-        return redirect(url_for(".api_tokens"))
+        page = _tokens_page(NewTokenForm(formdata=None), new_token=new)
+        return page, 201, {"Cache-Control": "no-store"}
+    return _tokens_page(form)
+
+
+def _tokens_page(form, new_token=None):
     return render_template("account/tokens.html", form=form, tokens=tokens.user_tokens(current_user),
-                           new_token=session.pop(NEW_SECRET_KEY, None), revoke_form=RevokeTokenForm())
+                           new_token=new_token, revoke_form=RevokeTokenForm())
 
 
 @bp.post("/tokens/revoke")

@@ -7,6 +7,7 @@ from flask import Response, abort, flash, redirect, render_template, request, st
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import throttle
 from ..extensions import db
 from ..models import Autodoc, User
 from ..security import is_safe_next
@@ -19,6 +20,7 @@ from ..services.documents import (
     get_autodoc_or_404,
 )
 from ..services.pages import paginate
+from ..writer import writer_runtime
 from . import bp
 from .forms import AuditFilterForm, DecisionForm, RoleForm, UserFilterForm
 
@@ -27,10 +29,11 @@ from .forms import AuditFilterForm, DecisionForm, RoleForm, UserFilterForm
 def dashboard():
     return render_template("admin/dashboard.html", counts=users.overview(), failures=autodoc_queue.recent_failures(),
                            seconds_per_autodoc=autodoc_queue.recent_seconds_per_autodoc(),
-                           queue_by_sponsor=autodoc_queue.queue_by_sponsor())
+                           queue_by_sponsor=autodoc_queue.queue_by_sponsor(), writer_state=writer_runtime.state())
 
 
 @bp.post("/autodocs/<id:autodoc_id>/regenerate")
+@throttle.regenerations()
 def regenerate_autodoc(autodoc_id):
     """Queue a new attempt at a failed (or any) autodoc's revision; older text is kept."""
     autodoc = db.session.get(Autodoc, autodoc_id) or abort(404)

@@ -2,7 +2,7 @@
 
 The same accounts, roles and rules as the pages: every endpoint calls the services the
 pages call. Only personal API tokens (Authorization: Bearer ...) authenticate it: never
-the session cookie, so CSRF does not apply. Rate limits are per token.
+the session cookie, so CSRF does not apply. Rate limits are per user (srcflask/throttle.py).
 """
 from flask import Blueprint as FlaskBlueprint
 from flask_smorest import Api
@@ -56,6 +56,7 @@ def init_app(app):
     api.init_app(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     csrf.exempt(bp)
-    limiter.limit(auth.rate_limit, key_func=auth.rate_limit_key, per_method=False)(bp)
+    # Shared: one allowance for the whole API, not one per endpoint.
+    limiter.shared_limit(auth.rate_limit, "api", key_func=auth.rate_limit_key)(bp)
     api.register_blueprint(bp, url_prefix=PREFIX)
     app.register_blueprint(docs_bp, url_prefix="/api")

@@ -1,11 +1,14 @@
 """Who is calling the API: the bearer token, checked on every request, and the role
-each endpoint is for. The rate limit's key is the token, so one script cannot use up
-another's allowance; requests without a valid token share their client address's."""
+each endpoint is for. The rate limit's key is the token's owner, so a user's tokens share
+one allowance (more tokens buy no more requests) and one user cannot use up another's;
+requests without a valid token share their client address's."""
 import functools
 
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
+from sqlalchemy.exc import SQLAlchemyError
 
+from .. import throttle
 from ..extensions import db
 from ..services import tokens
 from . import bp
@@ -40,8 +43,13 @@ def rate_limit():
 
 
 def rate_limit_key():
-    token = current_token()
-    return f"api-token:{token.id}" if token is not None else f"api-anonymous:{get_remote_address()}"
+    try:
+        token = current_token()
+    except SQLAlchemyError:
+        # The database is down: authenticate() answers 503 next. An error raised here would
+        # make Flask-Limiter take its own storage for dead and count in memory meanwhile.
+        token = None
+    return throttle.account_key(token.user) if token is not None else f"api-anonymous:{get_remote_address()}"
 
 
 @bp.before_request

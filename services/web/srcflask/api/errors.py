@@ -15,7 +15,7 @@ MESSAGES = {
     404: "There is nothing here, or it is not yours to see.",
     405: "This URL does not take that method.",
     413: "The request body is too large.",
-    429: "Too many requests for this token. Wait and try again.",
+    429: "Too many requests for this account. Wait and try again.",
     500: "Something went wrong on our side. Nothing was saved; please try again.",
     503: "The service is briefly unavailable; retry after Retry-After seconds. A change may or may not have "
          "been saved: read it back before sending it again.",
@@ -46,6 +46,12 @@ class ApiError(HTTPException):
         self.headers = headers or {}
 
 
+def has_own_message(error):
+    """A rate limit that says what it limits (throttle.py) speaks for itself; others get
+    the generic 429 message."""
+    return bool(getattr(getattr(error, "limit", None), "error_message", None))
+
+
 def _code(error):
     return getattr(error, "error_code", None) or error.name.lower().replace(" ", "_").replace("'", "")
 
@@ -58,7 +64,8 @@ def json_error(error):
         error = InternalServerError()
     headers = dict(getattr(error, "headers", None) or {})
     details = getattr(error, "details", None)
-    message = error.description if isinstance(error, ApiError) else MESSAGES.get(error.code, error.description)
+    message = error.description if isinstance(error, ApiError) or has_own_message(error) \
+        else MESSAGES.get(error.code, error.description)
     data = getattr(error, "data", None)  # webargs' validation errors
     if data and "messages" in data:
         details = data["messages"]

@@ -5,6 +5,7 @@ function, commits once, and answers JSON; a rule the service refuses becomes a J
 from flask import Blueprint as FlaskBlueprint
 from flask import jsonify, render_template, url_for
 
+from .. import throttle
 from ..extensions import db
 from ..services import autodoc_queue, documents, reviews, users
 from ..services.pages import paginate
@@ -88,6 +89,7 @@ def list_documents(args):
 
 
 @bp.post("/documents")
+@throttle.saves(current_api_user)
 @bp.arguments(schemas.DocumentCreate)
 @bp.response(201, schemas.Document)
 @roles("sponsor")
@@ -111,6 +113,7 @@ def get_document(document_id):
 
 
 @bp.put("/documents/<id:document_id>")
+@throttle.saves(current_api_user)
 @bp.arguments(schemas.DocumentUpdate)
 @bp.response(200, schemas.Document)
 @roles("sponsor")
@@ -130,11 +133,14 @@ def update_document(data, document_id):
 
 
 @bp.get("/documents/<id:document_id>/revisions")
-@bp.response(200, schemas.RevisionList)
+@bp.arguments(schemas.PageArgs, location="query")
+@bp.response(200, schemas.RevisionPage)
 @roles(*ALL_ROLES)
-def list_revisions(document_id):
-    """Every revision, newest first, each with its autodocs (newest attempt first)."""
-    return {"items": documents.document_revisions(_document(document_id))}
+def list_revisions(args, document_id):
+    """The revisions, newest first, a page at a time (each carries its full text), each
+    with its autodocs (newest attempt first)."""
+    pagination = documents.document_revisions(_document(document_id), args["page"])
+    return _page(pagination, "api.list_revisions", document_id=document_id)
 
 
 # --- autodocs ---------------------------------------------------------------------------------
@@ -149,6 +155,7 @@ def get_autodoc(autodoc_id):
 
 
 @bp.post("/autodocs/<id:autodoc_id>/regenerate")
+@throttle.regenerations(current_api_user)
 @bp.response(202, schemas.AutodocState)
 @roles("sponsor")
 def regenerate_autodoc(autodoc_id):

@@ -4,11 +4,13 @@ responses and generate the OpenAPI document. Text rules are the services' own fu
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from ..forms import NUL_MESSAGE
 from ..models import DECISIONS, ROLES, STATUSES
 from ..services import reviews, users
 from ..services.documents import body_error, clean_body, clean_title, title_error
 from ..services.pages import MAX_PAGE
 from ..static.data.processeddata.models import AUTODOC_STATUSES
+from .errors import ApiError
 
 MAX_ID = 2**31 - 1  # PostgreSQL integer: the largest id or version that can exist
 
@@ -24,9 +26,38 @@ def _rule(problem_of, clean=lambda value: value):
     return check
 
 
+class Text(fields.String):
+    """A text a request body carries. PostgreSQL cannot store NUL and no keyboard types
+    it: like the pages (forms.SiteForm), the API refuses it, naming the field, rather than
+    storing the text changed behind the caller's back."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ma.ValidationError(NUL_MESSAGE)
+        return text
+
+
 class Schema(ma.Schema):
     class Meta:
         ordered = True
+
+    def handle_error(self, error, data, **kwargs):
+        """A body whose text carries NUL is well-formed JSON of the right types that the app
+        cannot store: 422 (a request the rules refuse), with every field's messages as a
+        400 would have them. Other schema errors go on to webargs (400)."""
+        if NUL_MESSAGE in _all_messages(error.messages):
+            raise ApiError(422, "validation_error", "The request is not valid: see details.",
+                           {"json": error.messages})
+
+
+def _all_messages(messages):
+    """Every message of marshmallow's nested {field: [message] or {...}} errors."""
+    if isinstance(messages, dict):
+        return [message for value in messages.values() for message in _all_messages(value)]
+    if isinstance(messages, list):
+        return [message for value in messages for message in _all_messages(value)]
+    return [messages]
 
 
 # --- common -----------------------------------------------------------------------------------
@@ -118,8 +149,8 @@ _BODY = {"load_default": "", "validate": _rule(body_error, clean_body)}
 
 
 class DocumentCreate(Schema):
-    title = fields.String(**_TITLE)
-    body = fields.String(**_BODY)
+    title = Text(**_TITLE)
+    body = Text(**_BODY)
     editor_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID),
                                metadata={"description": "An approved editor (GET /api/v1/editors)."})
 
@@ -127,8 +158,8 @@ class DocumentCreate(Schema):
 class DocumentUpdate(Schema):
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_ID),
                              metadata={"description": "The version the change is based on; 409 if it is no longer current."})
-    title = fields.String(**_TITLE)
-    body = fields.String(**_BODY)
+    title = Text(**_TITLE)
+    body = Text(**_BODY)
 
 
 # --- revisions and autodocs -------------------------------------------------------------------
@@ -159,7 +190,7 @@ class RevisionOut(Schema):
                            metadata={"description": "Newest attempt first."})
 
 
-class RevisionList(Schema):
+class RevisionPage(Page):
     items = fields.List(fields.Nested(RevisionOut), required=True)
 
 
@@ -202,7 +233,7 @@ class ReviewPage(Page):
 
 class VerdictIn(Schema):
     decision = fields.String(required=True, validate=validate.OneOf(DECISIONS))
-    comment = fields.String(load_default="")
+    comment = Text(load_default="")
 
     @ma.validates_schema
     def comment_fits_decision(self, data, **kwargs):
@@ -233,6 +264,6 @@ class UserPage(Page):
 
 
 class DecisionIn(Schema):
-    reason = fields.String(load_default="", validate=validate.Length(max=users.REASON_MAX_LENGTH),
+    reason = Text(load_default="", validate=validate.Length(max=users.REASON_MAX_LENGTH),
                            metadata={"description": "Shown to the user (reject and suspend)."})
 

@@ -1,10 +1,11 @@
 """Sign-up, log-in, log-out and the standing page (where accounts that cannot use the
 site yet, or any more, are told why)."""
 from flask import current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 
+from .. import throttle
 from ..extensions import db, limiter
-from ..security import ENDED_STANDINGS, is_safe_next
+from ..security import ENDED_STANDINGS, is_safe_next, standing_of, start_session
 from ..services import notifications, users
 from . import bp
 from .forms import LoginForm, SignupForm
@@ -28,15 +29,14 @@ def signup():
             form.add_errors(invalid.errors)
         else:
             db.session.commit()
-            session.pop("standing", None)
-            login_user(user)
+            start_session(user)
             flash("Your account was created.", "success")
             return redirect(url_for("auth.standing"))
     return render_template("auth/signup.html", form=form)
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+@throttle.login_attempts
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
@@ -53,11 +53,10 @@ def login():
             # and shows the account notifications they cannot read in the app any more.
             notices = notifications.deliver_account_notices(user)
             db.session.commit()
-            session["standing"] = {"status": user.status, "reason": user.decision_reason or "", "notices": notices}
+            session["standing"] = {**standing_of(user), "notices": notices}
             return redirect(url_for("auth.standing"))
         else:
-            session.pop("standing", None)
-            login_user(user)
+            start_session(user)
             users.record_login(user)
             db.session.commit()
             if not user.is_approved:
@@ -69,6 +68,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        users.record_logout(current_user)
+        db.session.commit()
     logout_user()
     session.pop("standing", None)
     flash("You have logged out.", "info")

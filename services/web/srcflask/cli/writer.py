@@ -25,6 +25,8 @@ def run(threads, until_idle):
     app = current_app._get_current_object()
     if until_idle:
         writer_runtime.run(app, until_idle=True)
+        if writer_runtime.failure:  # its jobs are back in the queue; the traceback is in the log
+            sys.exit(f"The writer failed: {writer_runtime.failure}")
         if writer_runtime.model_error:
             sys.exit(f"No model: {writer_runtime.model_error}")
         return

@@ -14,8 +14,6 @@ from . import bp
 
 log = logging.getLogger(__name__)
 
-NO_WRITER_HERE = "This process runs no writer (WRITER_IN_PROCESS=0): `flask writer run` processes write the autodocs."
-
 
 @bp.get("/healthz")
 def healthz():
@@ -27,12 +25,15 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Readiness: the database answers and its schema is the code's (migrations at head);
-    503 otherwise. The writer's state is reported but does not decide: without a model the
-    site still serves every page and every save, and autodocs wait in the queue."""
+    503 otherwise. The writer's state is reported but does not decide, not even `failed`:
+    without a working writer the site still serves every page and every save (autodocs
+    wait in the queue), while a 503 would take a healthy web replica out of rotation, or
+    the whole site with one replica, for a fault no restart mends (a corrupt weights file).
+    A failing writer is alerted on through `srcflask_writer_alive`, and it retries itself."""
     database, migrations = _schema_state()
     ready = database["ok"] and migrations["ok"]
     body = {"status": "ready" if ready else "not ready", "database": database, "migrations": migrations,
-            "writer": _writer_state()}
+            "writer": writer_runtime.state()}
     return _no_store(jsonify(body)), 200 if ready else 503
 
 
@@ -69,20 +70,6 @@ def _schema_state():
 def _code_heads(directory):
     """The head revision(s) of the migration scripts; read from disk once per process."""
     return sorted(ScriptDirectory(directory).get_heads())
-
-
-def _writer_state():
-    if not current_app.config["WRITER_IN_PROCESS"]:
-        return {"state": "elsewhere", "detail": NO_WRITER_HERE}
-    info = writer_runtime.loaded_info
-    if info:
-        return {"state": "loaded", "model": info.get("name"), "load_seconds": info.get("load_seconds")}
-    problem = writer_runtime.problem()
-    if problem:
-        return {"state": "unavailable", "detail": problem}
-    if writer_runtime.running:
-        return {"state": "loading", "detail": "The writer is loading and compiling its model."}
-    return {"state": "not running", "detail": "The writer threads of this process are not running."}
 
 
 def _no_store(response):

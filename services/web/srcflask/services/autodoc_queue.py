@@ -5,7 +5,9 @@ A queued autodoc row is a job. Writers claim jobs with SELECT ... FOR UPDATE SKI
 that a heartbeat extends. Every claim gets a fresh attempt token, and every write back is
 a conditional UPDATE on (id, attempt_token, status='running'): a worker whose lease ran out
 and whose job was claimed again finds its token gone and its late result is refused, so
-each job is written exactly once however many processes and machines run writers.
+each job is written exactly once however many processes and machines run writers. The
+heartbeat extends a lease only until the job's deadline (WRITER_JOB_DEADLINE_SECONDS after
+its claim): a writer hung inside generate loses its jobs the same way a dead one does.
 
 The write that finishes a job also tells the people on its document (the editor: there
 is text to review; the sponsor: the writer gave up), in the same transaction and only
@@ -132,15 +134,22 @@ def _fail_exhausted_expired_jobs(now, max_attempts):
     notifications.autodocs_finished(failed, notifications.AUTODOC_FAILED)
 
 
-def extend_leases(jobs, lease_seconds):
-    """Heartbeat: push the lease of jobs still held by this attempt; returns how many."""
+def extend_leases(jobs, lease_seconds, deadline_seconds=None):
+    """Heartbeat: push the lease of jobs still held by this attempt; returns how many.
+
+    With `deadline_seconds`, a job claimed longer ago than that is not extended: a writer
+    hung inside generate then loses it when its lease runs out (another attempt claims it
+    and the hung writer's late result is refused by the attempt token)."""
     if not jobs:
         return 0
     now = database_now()
+    held = [Autodoc.id.in_([job.autodoc_id for job in jobs]),
+            Autodoc.attempt_token == jobs[0].attempt_token, Autodoc.status == "running"]
+    if deadline_seconds is not None:
+        held.append(Autodoc.started_at > now - dt.timedelta(seconds=deadline_seconds))
     result = db.session.execute(
         update(Autodoc)
-        .where(Autodoc.id.in_([job.autodoc_id for job in jobs]),
-               Autodoc.attempt_token == jobs[0].attempt_token, Autodoc.status == "running")
+        .where(*held)
         .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
     )
     db.session.commit()
@@ -190,7 +199,14 @@ class AlreadyQueued(Exception):
 
 def queue_regeneration(revision, by=None):
     """A new attempt at the revision's autodoc, asked for `by` a user (None: the system);
-    older attempts and their text are kept, and the request is audited."""
+    older attempts and their text are kept, and the request is audited.
+
+    Two requests at the same moment take turns on the revision's row lock (held until
+    commit), so the second sees the first's queued autodoc and gets AlreadyQueued, as a
+    later click does, instead of both passing the check and the second hitting the
+    unique (revision, generation) constraint. NO KEY UPDATE: saves and writers that only
+    reference the revision are not held up by it."""
+    db.session.execute(select(Revision.id).where(Revision.id == revision.id).with_for_update(key_share=True))
     latest = db.session.execute(
         select(Autodoc.generation, Autodoc.status).where(Autodoc.revision_id == revision.id)
         .order_by(Autodoc.generation.desc()).limit(1)

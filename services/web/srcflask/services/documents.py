@@ -263,16 +263,18 @@ def _revisions_of(document):
     )
 
 
-def document_revisions(document):
-    """Every revision of the document, as _revisions_of loads them (the API's list)."""
-    return db.session.scalars(_revisions_of(document)).all()
+def document_revisions(document, page=1):
+    """One page of the document's revisions (HISTORY_PAGE_SIZE, newest first, loaded as
+    _revisions_of does): each carries its full text, so a long history is never sent or
+    rendered whole (the API's list, and the document page's history)."""
+    return paginate(_revisions_of(document), page, HISTORY_PAGE_SIZE)
 
 
 def document_history(document, page=1):
-    """One page of the document's revisions (HISTORY_PAGE_SIZE, newest first, loaded as
-    _revisions_of does) and {autodoc id: Progress} for the queued autodocs on it: what a
-    document page shows, in five queries however long the history."""
-    history = paginate(_revisions_of(document), page, HISTORY_PAGE_SIZE)
+    """One page of the document's revisions (document_revisions) and {autodoc id:
+    Progress} for the queued autodocs on it: what a document page shows, in five queries
+    however long the history."""
+    history = document_revisions(document, page)
     autodocs = [autodoc for revision in history.items for autodoc in revision.autodocs]
     return history, progress_of(autodocs, current_app.config["WRITER_BATCH_SIZE"])
 

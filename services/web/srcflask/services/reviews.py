@@ -8,9 +8,7 @@ derived, never stored. A stale autodoc may be sent back or rejected, never appro
 A new verdict on the same autodoc replaces the current one and keeps it as history.
 Functions here flush, never commit: the caller commits once.
 """
-import difflib
 import json
-import re
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select, update
@@ -21,6 +19,7 @@ from ..models import DECISIONS, Document, Retention, User, Verdict
 from ..static.data.processeddata.models import Autodoc, Revision
 from . import audit, notifications
 from .pages import paginate
+from .worddiff import word_diff
 
 DECISION_LABELS = {"approve": "Approved", "request_changes": "Changes requested", "reject": "Rejected"}
 COMMENT_MAX_CHARS = 5000
@@ -212,30 +211,6 @@ def give_verdict(autodoc, editor, decision, comment):
 
 
 # --- the review page ------------------------------------------------------------------------
-
-_WORDS = re.compile(r"\s+|\S+\s*")
-
-
-def word_diff(old, new):
-    """The changes from `old` to `new`, word by word: a list of ("equal" | "delete" |
-    "insert", text) whose equal and deleted parts rebuild `old` and whose equal and
-    inserted parts rebuild `new`. A word keeps the whitespace after it, so line breaks
-    survive; Python's str works on code points and \\S keeps combining marks and emoji
-    sequences inside their word."""
-    a, b = _WORDS.findall(old or ""), _WORDS.findall(new or "")
-    # No autojunk: it would treat the most common words as noise and never match them.
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    segments = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            segments.append(("equal", "".join(a[i1:i2])))
-            continue
-        if i2 > i1:
-            segments.append(("delete", "".join(a[i1:i2])))
-        if j2 > j1:
-            segments.append(("insert", "".join(b[j1:j2])))
-    return segments
-
 
 @dataclass(frozen=True)
 class Review:

@@ -1,7 +1,9 @@
 """Personal API tokens: making one (the secret is shown once), listing, revoking, and
 finding who a presented secret belongs to.
 
-Only the SHA-256 of a secret is stored. A secret is 256 random bits, so a fast hash is
+An account holds at most API_TOKENS_PER_USER live tokens: the API's rate limit is per user
+anyway (throttle.py), and a cap keeps forgotten secrets from piling up. Only the SHA-256
+of a secret is stored. A secret is 256 random bits, so a fast hash is
 enough (there is nothing to brute-force, unlike a password). Whether a token works is
 decided on every request from the token *and* its owner's current standing, so a user
 who is suspended, rejected or sent back to pending loses API access at once.
@@ -12,6 +14,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import contains_eager
 
@@ -52,12 +55,23 @@ def name_error(name):
 
 
 def create_token(user, name):
-    """A new token for an approved `user`; the returned secret is the only copy."""
+    """A new token for an approved `user` with fewer than API_TOKENS_PER_USER live ones;
+    the returned secret is the only copy."""
     if not user.is_approved:
         raise TokenError("Only approved accounts can have API tokens.")
     problem = name_error(name)
     if problem:
         raise TokenError(problem)
+    # Two creations at once would each count the other's token as not there yet: the user's
+    # row is locked until commit, so they count one after the other. (NO KEY UPDATE: the
+    # tokens' foreign key checks, which take KEY SHARE, do not wait for it.)
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
+    cap = current_app.config["API_TOKENS_PER_USER"]
+    live = db.session.scalar(select(func.count()).select_from(ApiToken)
+                             .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)))
+    if live >= cap:
+        raise TokenError(f"An account may have at most {cap} active token{'s' if cap != 1 else ''}: "
+                         "revoke one you no longer use, then create the new one.")
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=name.strip(), prefix=secret[:SHOWN_PREFIX_CHARS], token_hash=_hash(secret))
     db.session.add(token)

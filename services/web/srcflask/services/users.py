@@ -4,7 +4,8 @@ decisions an admin takes on an account.
 Sign-up, `flask create-admin` and the admin pages all come through here, so each rule
 (email syntax and uniqueness, password strength, allowed status transitions, never
 losing the last approved admin) has exactly one implementation. An admin's decision is
-audited and the user is notified of it in the same transaction. Functions here flush,
+audited and the user is notified of it in the same transaction; log-out and the decisions
+that change what an account may do end its sessions (User.end_sessions). Functions here flush,
 never commit: the caller (a view or a command) commits once.
 """
 import functools
@@ -41,6 +42,11 @@ TRANSITIONS = {
     "reinstate": (("suspended", "rejected"), "approved"),
 }
 PAST_TENSE = {"approve": "approved", "reject": "rejected", "suspend": "suspended", "reinstate": "reinstated"}
+# Decisions that end the account's sessions (User.end_sessions): a rejected or suspended
+# account's cookies must not come back to life when it is reinstated, nor outlive the
+# decision. Approval keeps them: the pending user waiting on the standing page is told that
+# a reload is enough once an admin approves.
+ENDS_SESSIONS = ("reject", "suspend", "reinstate")
 # An admin may still approve or reinstate others, but never lock themself out.
 REFUSED_ON_SELF = ("reject", "suspend")
 
@@ -177,10 +183,16 @@ def _dummy_hash():
     return generate_password_hash(secrets.token_urlsafe(16))
 
 
+def email_key(email):
+    """The email as log-in looks it up (and the log-in limit counts it): without surrounding
+    spaces, any case."""
+    return (email or "").strip().lower()
+
+
 def authenticate(email, password):
     """The user with this email and password, or None. An unknown email still costs
     one password hash check, so response times do not reveal which emails have accounts."""
-    user = db.session.scalar(select(User).where(func.lower(User.email) == (email or "").strip().lower()))
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email_key(email)))
     if user is None:
         check_password_hash(_dummy_hash(), password)
         return None
@@ -189,6 +201,12 @@ def authenticate(email, password):
 
 def record_login(user):
     user.last_login_at = func.now()
+
+
+def record_logout(user):
+    """Log-out ends every session of the account, on every device: a copy of the cookie
+    taken before it opens nothing afterwards."""
+    user.end_sessions()
 
 
 def get_user_for_update(user_id):
@@ -214,6 +232,8 @@ def decide(user, action, *, by, reason=None):
     user.decided_at = func.now()
     user.decided_by_id = by.id
     user.decision_reason = (reason or "").strip() or None
+    if action in ENDS_SESSIONS:
+        user.end_sessions()
     db.session.flush()
     audit.record(by, f"user.{action}", "user", user.id, name=user.name, email=user.email,
                  from_status=previous, status=status, reason=user.decision_reason)
@@ -239,6 +259,8 @@ def change_role(user, role, *, by):
         )
     previous = user.role
     user.role = role
+    # What the sessions opened under the old role may do is not the new role's business.
+    user.end_sessions()
     db.session.flush()
     audit.record(by, "user.change_role", "user", user.id, name=user.name, email=user.email,
                  from_role=previous, role=role)

@@ -6,6 +6,7 @@ Views only validate, call one service function, commit once and redirect; the ru
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from .. import throttle
 from ..extensions import db
 from ..services.autodoc_queue import AlreadyQueued, queue_regeneration
 from ..services.documents import (
@@ -44,6 +45,7 @@ def document_list():
 
 
 @bp.route("/documents/new", methods=["GET", "POST"])
+@throttle.saves()
 def new_document():
     form = NewDocumentForm(approved_editors())
     if form.validate_on_submit():
@@ -72,6 +74,7 @@ def document(document_id):
 
 
 @bp.route("/documents/<id:document_id>/edit", methods=["GET", "POST"])
+@throttle.saves()
 def edit_document(document_id):
     document = get_document_or_404(document_id, current_user)
     # Prefilled only on GET: a POST must carry its own version, never fall back to the current one.
@@ -110,6 +113,7 @@ def reassign_editor_view(document_id):
 
 
 @bp.post("/autodocs/<id:autodoc_id>/regenerate")
+@throttle.regenerations()
 def regenerate_autodoc(autodoc_id):
     """Queue a new attempt at this autodoc's revision; the older text stays on the page."""
     autodoc = get_autodoc_or_404(autodoc_id, current_user)
