@@ -16,19 +16,16 @@ import difflib
 import statistics
 import sys
 import time
-import uuid
 from importlib.metadata import version
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from srcflask.services.worddiff import words
 from tests.longtexts import PAIRS
+from tests.prodstack import throwaway_database
 
 REQUESTS = 30
 # Requests for the old diff per shape: each of its repeated-word pages costs over a minute.
 OLD_REQUESTS = {"ordinary prose": 30, "four words shuffled": 5, "repeated word": 1}
-SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench password 123456"
 CHARS = 20_000
 
@@ -92,23 +89,16 @@ def build_reviews():
 
 
 def main():
-    import os
-
     from flask_migrate import upgrade
 
     from srcflask import create_app
     from srcflask.extensions import db
     from srcflask.services import reviews
 
-    server = os.environ.get("TEST_DATABASE_URL", SERVER_URL)
-    name = f"srcflask_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
     results = {}
-    try:
-        app = create_app("testing", SQLALCHEMY_DATABASE_URI=make_url(server).set(database=name).render_as_string(
-            hide_password=False), WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+    with throwaway_database("srcflask_bench") as database_url:
+        app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WTF_CSRF_ENABLED=False,
+                         RATELIMIT_ENABLED=False)
         with app.app_context():
             upgrade()
             review_ids = build_reviews()
@@ -126,9 +116,6 @@ def main():
                 reviews.word_diff = new_diff
         with app.app_context():
             db.engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     print(f"Python {sys.version.split()[0]}, diff-match-patch {version('diff-match-patch')}, Flask {version('flask')}\n")
     print("| bodies (20,000 chars each) | diff | requests | p50 ms | p95 ms | p50 before / after | p95 before / after |")

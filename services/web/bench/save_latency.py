@@ -10,14 +10,12 @@ Prints a Markdown table.
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from tests.prodstack import throwaway_database
+
 
 SAVES = 40
-SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def timed_saves(client, editor_id, label):
@@ -36,8 +34,6 @@ def timed_saves(client, editor_id, label):
 
 
 def main():
-    import os
-
     from flask_migrate import upgrade
 
     from bench.writer_bench import build
@@ -46,40 +42,30 @@ def main():
     from srcflask.models import User
     from srcflask.writer import writer_runtime
 
-    server = os.environ.get("TEST_DATABASE_URL", SERVER_URL)
-    name = f"srcflask_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            build(Path(workdir))
-            app = create_app("testing", SQLALCHEMY_DATABASE_URI=make_url(server).set(database=name).render_as_string(
-                hide_password=False), WRITER_MODEL_DIR=str(Path(workdir) / "model"), WTF_CSRF_ENABLED=False,
-                RATELIMIT_ENABLED=False)
-            with app.app_context():
-                upgrade()
-                users = {}
-                for role in ("sponsor", "editor"):
-                    user = User(name=role, email=f"{role}@bench.test", role=role, status="approved")
-                    user.set_password("bench password 123456")
-                    db.session.add(user)
-                    users[role] = user
-                db.session.commit()
-                editor_id = users["editor"].id
-            client = app.test_client()
-            client.post("/auth/login", data={"email": "sponsor@bench.test", "password": "bench password 123456"})
-            idle = timed_saves(client, editor_id, "idle")
-            writer_runtime.load(app.config)  # load and compile before the clock starts
-            writer_runtime.start(app)
-            time.sleep(3)  # the first batch of 8 (about 7 s of beam search) is being written
-            busy = timed_saves(client, editor_id, "busy")
-            writer_runtime.stop(timeout=120)
-            with app.app_context():
-                db.engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database("srcflask_bench") as database_url, tempfile.TemporaryDirectory() as workdir:
+        build(Path(workdir))
+        app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, WRITER_MODEL_DIR=str(Path(workdir) / "model"),
+                         WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+        with app.app_context():
+            upgrade()
+            users = {}
+            for role in ("sponsor", "editor"):
+                user = User(name=role, email=f"{role}@bench.test", role=role, status="approved")
+                user.set_password("bench password 123456")
+                db.session.add(user)
+                users[role] = user
+            db.session.commit()
+            editor_id = users["editor"].id
+        client = app.test_client()
+        client.post("/auth/login", data={"email": "sponsor@bench.test", "password": "bench password 123456"})
+        idle = timed_saves(client, editor_id, "idle")
+        writer_runtime.load(app.config)  # load and compile before the clock starts
+        writer_runtime.start(app)
+        time.sleep(3)  # the first batch of 8 (about 7 s of beam search) is being written
+        busy = timed_saves(client, editor_id, "busy")
+        writer_runtime.stop(timeout=120)
+        with app.app_context():
+            db.engine.dispose()
     print("| writer | saves | median ms | p95 ms | max ms |\n|---|---|---|---|---|")
     for label, figures in (("idle", idle), ("busy (GPT-2-small beam search)", busy)):
         print(f"| {label} | {SAVES} | {figures['median']:.1f} | {figures['p95']:.1f} | {figures['max']:.1f} |")
