@@ -63,9 +63,12 @@ logconfig_dict = {
 
 
 def post_worker_init(worker):
-    """Start the in-process writer as soon as the worker is up, not on its first request,
-    so the queue drains after a restart even when nobody is browsing."""
+    """Start the in-process writer and mail sender as soon as the worker is up, not on its
+    first request, so the queues drain after a restart even when nobody is browsing."""
+    from srcflask.mailer import mail_sender
     from srcflask.writer import writer_runtime
 
     if worker.wsgi.config["WRITER_IN_PROCESS"]:
         writer_runtime.start(worker.wsgi)
+    if worker.wsgi.config["MAIL_IN_PROCESS"]:
+        mail_sender.start(worker.wsgi)

@@ -52,7 +52,8 @@ def register_observability(app):
 
 def register_extensions(app):
     from . import models, security  # noqa: F401  (models: registers the tables for Alembic)
-    from .extensions import bootstrap, csrf, db, limiter, login_manager, migrate
+    from .extensions import bootstrap, csrf, db, limiter, login_manager, mail, migrate
+    from .mailer import mail_sender
     from .writer import writer_runtime
 
     db.init_app(app)
@@ -61,8 +62,10 @@ def register_extensions(app):
     csrf.init_app(app)
     limiter.init_app(app)
     bootstrap.init_app(app)
+    mail.init_app(app)
     security.init_app(app)
     writer_runtime.init_app(app)
+    mail_sender.init_app(app)
 
 
 def register_blueprints(app):

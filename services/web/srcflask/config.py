@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     LOGIN_RATE_LIMIT: RateLimit = "10 per minute"
     LOGIN_ACCOUNT_RATE_LIMIT: RateLimit = "20 per hour"
     SIGNUP_RATE_LIMIT: RateLimit = "20 per hour"
+    # Forgot-password requests per client address, and per email asked about (account or not).
+    PASSWORD_RESET_RATE_LIMIT: RateLimit = "10 per hour"
+    PASSWORD_RESET_EMAIL_RATE_LIMIT: RateLimit = "5 per hour"
+    # How long a password reset link works (it also stops once the password changes).
+    PASSWORD_RESET_MAX_AGE_SECONDS: int = Field(3600, ge=60, le=7 * 86_400)
+    # How long the link confirming a new email works (it also stops once used or the email changes).
+    EMAIL_CHANGE_MAX_AGE_SECONDS: int = Field(86_400, ge=300, le=7 * 86_400)
     # Per user, whichever token and endpoint (requests without a valid token: per address).
     API_RATE_LIMIT: RateLimit = "120 per minute"
     # Live (unrevoked) API tokens an account may hold.
@@ -104,6 +111,8 @@ class Settings(BaseSettings):
     # Saves leave room for bench/load.py's heavy sponsor (100 saves in a minute, all 302).
     SAVE_RATE_LIMIT: RateLimit = "120 per minute; 1200 per hour"
     REGENERATE_RATE_LIMIT: RateLimit = "30 per minute; 300 per hour"
+    # Downloads of all of a sponsor's data (each reads everything they hold), pages and API together.
+    EXPORT_RATE_LIMIT: RateLimit = "10 per hour"
 
     WRITER_MODEL_DIR: str = str(WEB_ROOT / "srcflask" / "static" / "mlmodels" / "weights" / "gpt2")
     WRITER_MODEL_NAME: str = Field("gpt2", min_length=1)
@@ -133,6 +142,50 @@ class Settings(BaseSettings):
     WRITER_TF_INTRA_THREADS: int = Field(0, ge=0, le=256)
     WRITER_TF_INTER_THREADS: int = Field(0, ge=0, le=256)
     WRITER_NICE: int = Field(0, ge=0, le=19)
+
+    # The site's address as people reach it, for the links in emails (no request to take it from).
+    SITE_URL: str = Field("http://localhost:5000", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+    # Email (services/outbox.py): "log" writes each message to the log (no mail server
+    # needed), "smtp" sends through MAIL_SERVER, "locmem" keeps them in memory (tests).
+    MAIL_BACKEND: Literal["log", "smtp", "locmem"] = "log"
+    MAIL_SERVER: str = Field("localhost", min_length=1)
+    MAIL_PORT: int = Field(25, ge=1, le=65_535)
+    # STARTTLS on a plain port (587), or TLS from the first byte (465): one or the other.
+    MAIL_USE_TLS: bool = False
+    MAIL_USE_SSL: bool = False
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_DEFAULT_SENDER: str = Field("srcflask <no-reply@localhost>", min_length=3)
+    # How long one SMTP conversation may take before the attempt counts as failed.
+    MAIL_TIMEOUT_SECONDS: Seconds = 30.0
+    # 1: the app process runs the mail sender beside the writer; 0: only `flask mail send` does.
+    MAIL_IN_PROCESS: bool = True
+    MAIL_POLL_SECONDS: Seconds = 2.0
+    # A claimed message is another sender's after this long (a sender killed mid-send).
+    MAIL_LEASE_SECONDS: int = Field(120, ge=1, le=86_400)
+    # Waits between failed attempts double from the first to the second; after the last
+    # attempt the message is marked failed (the defaults keep trying for about two days).
+    MAIL_RETRY_MIN_SECONDS: Seconds = 30.0
+    MAIL_RETRY_MAX_SECONDS: Seconds = 3600.0
+    MAIL_MAX_ATTEMPTS: int = Field(50, ge=1, le=1000)
+
+    @field_validator("MAIL_LEASE_SECONDS")
+    @classmethod
+    def _lease_outlasts_a_send(cls, lease, info):
+        # A send is a few SMTP steps of up to MAIL_TIMEOUT_SECONDS each after the lease is
+        # renewed; a lease that ran out first would let another sender send it again.
+        timeout = info.data.get("MAIL_TIMEOUT_SECONDS")
+        if timeout is not None and lease < 4 * timeout:
+            raise ValueError(f"must be at least 4 x MAIL_TIMEOUT_SECONDS ({4 * timeout:g}), or a slow send could "
+                             "outlast its lease and be sent twice")
+        return lease
+
+    @field_validator("MAIL_USE_SSL")
+    @classmethod
+    def _one_kind_of_tls(cls, use_ssl, info):
+        if use_ssl and info.data.get("MAIL_USE_TLS"):
+            raise ValueError("MAIL_USE_TLS (STARTTLS, port 587) and MAIL_USE_SSL (TLS, port 465) exclude each other")
+        return use_ssl
 
     # How many proxies (nginx) stand in front and set X-Forwarded-*: client IPs for rate
     # limits and https URLs come from them only when this says they are trusted.
@@ -176,6 +229,7 @@ class ProductionSettings(Settings):
     committed default must never be able to reach a real deployment."""
 
     DATABASE_URL: str | None = None
+    MAIL_BACKEND: Literal["log", "smtp", "locmem"] = "smtp"
     WRITER_NICE: int = Field(10, ge=0, le=19)
     LOG_FORMAT: Literal["json", "text"] = "json"
 
@@ -209,12 +263,15 @@ class ProductionSettings(Settings):
         return url
 
 
+# MAIL_BACKEND's values as Flask-Mailman's backends ("log": srcflask/mailer.py's).
+MAIL_BACKENDS = {"log": "srcflask.mailer.LogEmailBackend", "smtp": "smtp", "locmem": "locmem"}
 SETTINGS_OF = {"development": DevelopmentSettings, "testing": TestingSettings, "production": ProductionSettings}
 # Testing is the same wherever the suite runs: these never come from the environment.
 FIXED_IN_TESTING = {
     "SECRET_KEY": "testing-only-secret",
     "WRITER_IN_PROCESS": False,
     "METRICS_TOKEN": None,
+    "MAIL_IN_PROCESS": False,
 }
 
 
@@ -238,7 +295,7 @@ def _problem(error):
     """One line for one invalid setting: its name, what it got, what it accepts. A secret's
     value is never repeated."""
     name = str(error["loc"][0])
-    secret = "SECRET" in name or "TOKEN" in name
+    secret = any(word in name for word in ("SECRET", "TOKEN", "PASSWORD"))
     got = "" if secret or error["input"] in (None, "") else f"got {error['input']!r}; "
     return f"{name}: {got}{_accepts(name, error)}"
 
@@ -246,6 +303,8 @@ def _problem(error):
 def _accepts(name, error):
     """What the setting takes, in words: from its bounds when it has them, else the
     validator's own message."""
+    if error["type"] == "value_error":  # a validator of ours: its own words
+        return error["msg"].removeprefix("Value error, ")
     field = Settings.model_fields.get(name)
     bounds = {key: getattr(item, key) for item in (field.metadata if field else ())
               for key in ("ge", "gt", "le") if getattr(item, key, None) is not None}
@@ -286,6 +345,9 @@ def flask_config(settings, instance_path):
         RATELIMIT_STORAGE_OPTIONS={"key_prefix": settings.RATELIMIT_STORAGE_PREFIX,
                                    "socket_connect_timeout": 1, "socket_timeout": 1},
         BOOTSTRAP_SERVE_LOCAL=True,  # the app must work offline and under CSP 'self'
+        # Flask-Mailman's names: its backend path and its timeout.
+        MAIL_BACKEND=MAIL_BACKENDS[settings.MAIL_BACKEND],
+        MAIL_TIMEOUT=settings.MAIL_TIMEOUT_SECONDS,
     )
     if secure:
         values["PREFERRED_URL_SCHEME"] = "https"

@@ -7,6 +7,7 @@ from flask_bootstrap import Bootstrap5
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -37,3 +38,5 @@ bootstrap = Bootstrap5()
 # each process counts in its own memory until it does again, rather than refusing every
 # log-in and save or letting them all through unthrottled (throttle.py explains).
 limiter = Limiter(key_func=get_remote_address, in_memory_fallback_enabled=True, swallow_errors=True)
+# Used only by the mail sender (srcflask/mailer.py): requests write to the outbox.
+mail = Mail()

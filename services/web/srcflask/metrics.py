@@ -50,17 +50,19 @@ GENERATION_SECONDS = Histogram(
 
 
 class _StateCollector:
-    """Figures read at scrape time: the autodocs by status (the queue) and this process's
-    writer model. Runs inside the /metrics request, so it has the app and its session."""
+    """Figures read at scrape time: the autodocs by status (the queue), the unsent emails
+    and this process's writer model. Runs inside the /metrics request, so it has the app and its session."""
 
     def collect(self):
         from .services.autodoc_queue import queue_depth
+        from .services.outbox import UNSENT_STATUSES, outbox_depth
         from .static.data.processeddata.models import AUTODOC_STATUSES
         from .writer import writer_runtime
 
         database_up = GaugeMetricFamily("srcflask_database_up", "1 when the last scrape could read the database.")
         try:
             depth = queue_depth()
+            unsent = outbox_depth()
         except SQLAlchemyError as error:
             from .extensions import db
 
@@ -76,6 +78,12 @@ class _StateCollector:
             yield by_status
             yield GaugeMetricFamily("srcflask_writer_queue_depth", "Autodocs waiting for a writer.",
                                     value=depth.get("queued", 0))
+            outbox_state = GaugeMetricFamily(
+                "srcflask_outbox_messages", "Emails not sent yet, by status: queued (waiting, or retrying after a "
+                "failure), running (being sent), failed (given up: alert on it).", labels=["status"])
+            for status in UNSENT_STATUSES:
+                outbox_state.add_metric([status], unsent.get(status, 0))
+            yield outbox_state
         yield database_up
 
         from .throttle import storage_up

@@ -46,6 +46,9 @@ class User(UserMixin, db.Model):
     # cannot be recalled one by one, so this is how log-out, a new password and an admin's
     # decisions end the account's sessions, on every device at once.
     session_generation: Mapped[int] = mapped_column(server_default="0")
+    # When an admin erased the account at its holder's request (services.users.erase): its
+    # personal data is gone, the row stays for what refers to it (revisions, verdicts, audit).
+    erased_at: Mapped[TimestampOrNone]
 
     decided_by: Mapped["User | None"] = relationship(remote_side=[id])
 
@@ -101,6 +104,9 @@ class Document(db.Model):
     )
 
 
+_ACTIVE, _ARCHIVED = text("archived_at IS NULL"), text("archived_at IS NOT NULL")
+
+
 class Retention(db.Model):
     """Which sponsor owns a document and which editor is assigned to it (one per document),
     with the two figures every list of someone's documents needs from it.
@@ -123,11 +129,20 @@ class Retention(db.Model):
     __tablename__ = "retentions"
     __table_args__ = (
         CheckConstraint("awaiting_review >= 0", name="awaiting_review_not_negative"),
-        Index("ix_retentions_sponsor_recent", "sponsor_id", "document_updated_at", "document_id"),
-        Index("ix_retentions_editor_recent", "editor_id", "document_updated_at", "document_id"),
-        Index("ix_retentions_recent", "document_updated_at", "document_id"),
+        # The lists show the documents that are not archived: the indexes they page by hold
+        # only those, so a sponsor's archive never slows their list (services.archive).
+        Index("ix_retentions_sponsor_recent", "sponsor_id", "document_updated_at", "document_id",
+              postgresql_where=_ACTIVE, sqlite_where=_ACTIVE),
+        Index("ix_retentions_editor_recent", "editor_id", "document_updated_at", "document_id",
+              postgresql_where=_ACTIVE, sqlite_where=_ACTIVE),
+        Index("ix_retentions_recent", "document_updated_at", "document_id",
+              postgresql_where=_ACTIVE, sqlite_where=_ACTIVE),
         Index("ix_retentions_editor_awaiting", "editor_id", postgresql_include=["awaiting_review"],
-              postgresql_where=text("awaiting_review > 0"), sqlite_where=text("awaiting_review > 0")),
+              postgresql_where=text("awaiting_review > 0 AND archived_at IS NULL"),
+              sqlite_where=text("awaiting_review > 0 AND archived_at IS NULL")),
+        # The archived lists (a sponsor's, an admin's), in the same order.
+        Index("ix_retentions_archived", "sponsor_id", "document_updated_at", "document_id",
+              postgresql_where=_ARCHIVED, sqlite_where=_ARCHIVED),
     )
 
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
@@ -136,6 +151,10 @@ class Retention(db.Model):
     assigned_at: Mapped[Timestamp]
     document_updated_at: Mapped[Timestamp]
     awaiting_review: Mapped[int] = mapped_column(server_default="0")
+    # Set while the sponsor has archived the document: kept, but out of every list, search,
+    # review queue and the writer's queue until restored (services.archive). The kept
+    # figures go on being kept meanwhile, so a restore has nothing to recount.
+    archived_at: Mapped[TimestampOrNone]
 
     document: Mapped[Document] = relationship(back_populates="retention")
     sponsor: Mapped[User] = relationship(foreign_keys=[sponsor_id])
@@ -222,6 +241,45 @@ class ApiToken(db.Model):
     revoked_at: Mapped[TimestampOrNone]
 
     user: Mapped[User] = relationship()
+
+
+OUTBOX_STATUSES = ("queued", "running", "sent", "failed")
+
+
+class OutboxMessage(db.Model):
+    """One email, written in the transaction of the change that causes it and delivered
+    later by the mail sender (services/outbox.py). The claim columns (status, attempts,
+    attempt_token, worker, started_at, lease_expires_at) are the ones services/leases.py
+    works on, as the autodocs' are. `message_id` is fixed when the row is written, so every
+    delivery attempt of it carries the same Message-ID and a receiver can drop a repeat."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        CheckConstraint(_in("status", OUTBOX_STATUSES), name="status"),
+        # The sender's claim: the waiting messages that are due, oldest first.
+        Index("ix_outbox_messages_due", "next_attempt_at", "id",
+              postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
+        # Counting the unsent ones (metrics) without reading years of sent mail.
+        Index("ix_outbox_messages_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    attempt_token: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[TimestampOrNone]
+    lease_expires_at: Mapped[TimestampOrNone]
+    # Not before this: a failed attempt pushes it out (exponential backoff).
+    next_attempt_at: Mapped[Timestamp]
+    created_at: Mapped[Timestamp]
+    sent_at: Mapped[TimestampOrNone]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 from .static.data.processeddata.models import Autodoc, Revision  # noqa: E402,F401  (registers them)

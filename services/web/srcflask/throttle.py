@@ -9,11 +9,22 @@ this module says what is counted, so that every view declares its limits the sam
   that succeeds counts against neither, so the next person behind the same address (an
   office's NAT) keeps the whole allowance. While a limit is spent even the right password
   is refused: the refusal must not tell a guesser which guess was right.
+- **Password reset requests** (the forgot-password form) count every request, twice: per
+  client address (PASSWORD_RESET_RATE_LIMIT) and per email asked about, from any address
+  (PASSWORD_RESET_EMAIL_RATE_LIMIT, hashed like the log-in's), whether or not an account
+  uses it: a refusal must not tell anyone which emails have accounts, and nobody can fill a
+  person's inbox with links.
+- **The current password** asked for on the account page (to set a new password or ask
+  for a new email): *refused* submissions count per account (LOGIN_ACCOUNT_RATE_LIMIT, one
+  allowance for those forms together), as failed log-ins do: someone holding another's open
+  session cannot guess their password there faster than at the log-in form.
 - **The API** has one allowance per user (API_RATE_LIMIT), whichever of their tokens and
   endpoints a request uses: more tokens buy no more requests.
 - **Writing** has one allowance per user for document saves, created or edited
   (SAVE_RATE_LIMIT), and one for autodoc regenerations (REGENERATE_RATE_LIMIT), each
   shared by the pages and the API. A refused save's page shows what was sent (errors.py).
+- **Downloads of all one's data** (a sponsor's export, a query over everything they hold)
+  have one allowance per user (EXPORT_RATE_LIMIT), shared by the page and the API.
 
 Where the counts live is RATELIMIT_STORAGE_URI. memory:// is this process's own, so the
 limits multiply with gunicorn workers and web replicas and start again on a restart:
@@ -45,6 +56,12 @@ SAVES_REFUSED = ("Too many saves from this account in a short time (pages and AP
                  "wait a minute, then send it again.")
 REGENERATIONS_REFUSED = ("Too many regenerations from this account in a short time (pages and API together): "
                          "wait a minute, then ask again.")
+RESET_REQUESTS_REFUSED = ("Too many password reset requests for this address or this email in a short time: "
+                          "wait an hour, then ask again.")
+EXPORTS_REFUSED = ("Too many downloads of all your data in a short time (pages and API together): "
+                   "wait an hour, then download it again.")
+PASSWORD_CHECKS_REFUSED = ("Too many refused attempts to change this account's password or email in a short time: "
+                           "wait an hour, then try again.")
 WRITE_METHODS = ["POST", "PUT"]
 
 
@@ -64,11 +81,17 @@ def _login_failed(response):
     return response.status_code == 200
 
 
-def _login_account_key():
+def _hashed_email_key(prefix):
+    """The key counting per email the form carries: normalised as log-in looks it up, hashed
+    so that no email is written to the storage."""
     # CSRFProtect has parsed the form before the limiter runs: a body it cannot read never
     # gets here.
     email = email_key(request.form.get("email"))
-    return "login-account:" + hashlib.sha256(email.encode()).hexdigest()
+    return f"{prefix}:" + hashlib.sha256(email.encode()).hexdigest()
+
+
+def _login_account_key():
+    return _hashed_email_key("login-account")
 
 
 def login_attempts(view):
@@ -79,10 +102,28 @@ def login_attempts(view):
     return per_address(per_account(view))
 
 
-def _per_account(setting, scope, message, account):
+def reset_requests(view):
+    """The forgot-password view's limits: every request, per address and per email."""
+    per_address = limiter.limit(_setting("PASSWORD_RESET_RATE_LIMIT"), methods=["POST"],
+                                error_message=RESET_REQUESTS_REFUSED)
+    per_email = limiter.limit(_setting("PASSWORD_RESET_EMAIL_RATE_LIMIT"),
+                              key_func=lambda: _hashed_email_key("reset-email"), methods=["POST"],
+                              error_message=RESET_REQUESTS_REFUSED)
+    return per_address(per_email(view))
+
+
+def current_password_checks(view):
+    """Limit a view that asks the logged-in user for their current password: failed
+    attempts (the form answered with itself) per account, shared by every such view."""
+    return limiter.shared_limit(_setting("LOGIN_ACCOUNT_RATE_LIMIT"), "current-password",
+                                key_func=lambda: account_key(current_user), methods=["POST"],
+                                deduct_when=_login_failed, error_message=PASSWORD_CHECKS_REFUSED)(view)
+
+
+def _per_account(setting, scope, message, account, methods=WRITE_METHODS):
     # override_defaults=False: on the API the blueprint's own limit (API_RATE_LIMIT) applies too.
     return limiter.shared_limit(_setting(setting), scope, key_func=lambda: account_key(account()),
-                                methods=WRITE_METHODS, override_defaults=False, error_message=message)
+                                methods=methods, override_defaults=False, error_message=message)
 
 
 def saves(account=lambda: current_user):
@@ -94,6 +135,11 @@ def saves(account=lambda: current_user):
 def regenerations(account=lambda: current_user):
     """Limit a view that queues a regeneration to REGENERATE_RATE_LIMIT per user."""
     return _per_account("REGENERATE_RATE_LIMIT", "regenerations", REGENERATIONS_REFUSED, account)
+
+
+def exports(account=lambda: current_user):
+    """Limit a view that streams a sponsor's whole data to EXPORT_RATE_LIMIT per user."""
+    return _per_account("EXPORT_RATE_LIMIT", "exports", EXPORTS_REFUSED, account, methods=["GET"])
 
 
 def retry_after():

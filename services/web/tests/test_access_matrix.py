@@ -27,13 +27,15 @@ from sqlalchemy import func, select, update
 
 from srcflask.extensions import db
 from srcflask.models import AuditEvent, Document, Notification, User, Verdict
-from srcflask.services import autodoc_queue
+from srcflask.services import accounts, autodoc_queue, passwords
 from srcflask.static.data.processeddata.models import AUTODOC_STATUSES, Autodoc, Revision
 
 from .factories import DEFAULT_PASSWORD, make_document, make_user
 
 HOME = {"sponsor": "/sponsor/", "editor": "/editor/", "admin": "/admin/"}
 NEW_EMAIL = "new.person@example.org"
+CONFIRMED_EMAIL = "confirmed.address@example.org"  # the email an account page's link confirms
+NEW_PASSWORD = "a fresh passphrase for the matrix 31"
 REASON = "Decided by the access matrix."
 CSRF_REFUSED = "This form has expired or was not sent from this site."
 
@@ -99,10 +101,11 @@ class World:
     autodoc_id: int
     notification_id: int  # the editor's "a document was assigned to you"
     targets: dict = field(default_factory=dict)
+    reset_token: str = ""  # the owner's password reset link's
 
     def path(self, route, **ids):
         values = {"document": self.document_id, "autodoc": self.autodoc_id, "target": self.targets.get(route.endpoint),
-                  "notification": self.notification_id}
+                  "notification": self.notification_id, "token": self.reset_token}
         return route.path.format(**{**values, **ids})
 
     def browser(self):
@@ -158,13 +161,14 @@ def world(app, login_as, make_client):
             )
             if visitor.ends_as:
                 db.session.execute(update(User).where(User.id == user.id).values(status=visitor.ends_as))
+            reset_token = passwords.reset_token(owner)
             db.session.commit()
             targets = {endpoint: make_user(*route.target).id for endpoint, route in ROUTES.items() if route.target}
             return World(
                 app=app, make_client=make_client, client=client, visitor=visitor,
                 visitor_id=user.id if user else None, owner_email=owner.email, owner_id=owner.id, editor_id=editor.id,
                 spare_id=spare.id, document_id=document.id, autodoc_id=autodoc_id, notification_id=notification_id,
-                targets=targets,
+                targets=targets, reset_token=reset_token,
             )
 
     return build
@@ -289,6 +293,47 @@ def _signed_up(world, before, after):
     return {**before, "users": users}
 
 
+def _password_reset(world, before, after):
+    """The owner's password changed (the snapshot does not show hashes: test_password_reset
+    checks them), audited as their own act."""
+    return _audited(before, before, after, world.owner_id, "user.reset_password", "user", world.owner_id)
+
+
+def _archived(world, before, after):
+    """The snapshot does not show archived_at (test_account_data checks it): the audit row."""
+    return _audited(before, before, after, world.visitor_id, "document.archive", "document", world.document_id)
+
+
+def _restored(world, before, after):
+    return _audited(before, before, after, world.visitor_id, "document.restore", "document", world.document_id)
+
+
+def _erased(world, before, after):
+    """The target's email becomes a placeholder, the account suspended by the admin; audited."""
+    target = world.targets["admin.erase_user"]
+    _, role, *_ = before["users"][target]
+    users = {**before["users"], target: (f"erased-{target}@invalid", role, "suspended", world.visitor_id, None)}
+    return _audited({**before, "users": users}, before, after, world.visitor_id, "user.erase", "user", target)
+
+
+def _email_change_token(w):
+    """The token of the link confirming CONFIRMED_EMAIL as the visitor's email (the owner's,
+    for a visitor without an account)."""
+    with w.app.app_context():
+        return accounts.email_change_token(db.session.get(User, w.visitor_id or w.owner_id), CONFIRMED_EMAIL)
+
+
+def _email_confirmed(world, before, after):
+    email, *rest = before["users"][world.visitor_id]
+    state = {**before, "users": {**before["users"], world.visitor_id: (CONFIRMED_EMAIL, *rest)}}
+    return _audited(state, before, after, world.visitor_id, "user.change_email", "user", world.visitor_id)
+
+
+def _password_changed(world, before, after):
+    """The snapshot does not show hashes (test_account checks them): the audit row."""
+    return _audited(before, before, after, world.visitor_id, "user.change_password", "user", world.visitor_id)
+
+
 def _target_becomes(endpoint, action, **values):
     """An admin decision's effect: these columns of its target's row change, the decision
     is audited, and a decision on the account's status is told to its holder."""
@@ -332,6 +377,10 @@ class Route:
     # one that shows a secret, which must not cross a redirect in the session cookie.
     success_status: int = 302
     effect: object = _unchanged  # (world, state before, state after) -> expected state after
+    page_status: int = 200  # what an allowed GET answers (400: a link's page opened without its token)
+    # A POST that ends the visitor's other sessions (a new password): sent after every other
+    # route but log-out (MATRIX_ORDER), since the visitor's copied sessions end with it.
+    ends_other_sessions: bool = False
 
     def allowed_visitor(self):
         """The visitor the route is for (the CSRF, 405 and tampered-id tests use them)."""
@@ -363,6 +412,13 @@ _ROUTES = [
                           "confirm": DEFAULT_PASSWORD, "role": "sponsor", "organization": ""},
           success=lambda w, after: "/auth/standing", effect=_signed_up),
     Route("auth.standing", "/auth/standing", GET, "standing"),
+    # Outbox rows are not in the snapshot: test_password_reset checks what each one queues.
+    Route("auth.forgot_password", "/auth/forgot", BOTH, "login_form",
+          form=lambda w: {"email": w.owner_email}, success=lambda w, after: "/auth/login"),
+    # The owner's new password is the one they had: the matrix logs them in afterwards.
+    Route("auth.reset_password", "/auth/reset/{token}", BOTH, "login_form",
+          form=lambda w: {"password": DEFAULT_PASSWORD, "confirm": DEFAULT_PASSWORD},
+          success=lambda w, after: "/auth/login", effect=_password_reset),
     Route("auth.logout", "/auth/logout", POST, "logout", form=lambda w: {}, success=lambda w, after: "/auth/login"),
     Route("sponsor.dashboard", "/sponsor/", GET, "sponsor"),
     Route("sponsor.documents", "/sponsor/documents", GET, "sponsor"),
@@ -379,6 +435,14 @@ _ROUTES = [
     Route("sponsor.regenerate_autodoc", "/sponsor/autodocs/{autodoc}/regenerate", POST, "sponsor", document=True,
           form=lambda w: {}, success=lambda w, after: f"/sponsor/documents/{w.document_id}#revision-1",
           effect=_autodoc_requeued),
+    Route("sponsor.archived_documents", "/sponsor/documents/archived", GET, "sponsor"),
+    Route("sponsor.export_data", "/sponsor/export", GET, "sponsor"),
+    Route("sponsor.archive_document", "/sponsor/documents/{document}/archive", POST, "sponsor", document=True,
+          form=lambda w: {}, success=lambda w, after: "/sponsor/documents", effect=_archived),
+    # Right after the archive: the owner restores what they archived (the routes after it find
+    # the document as it was); for anyone else it was never archived, and nothing changes.
+    Route("sponsor.restore_document", "/sponsor/documents/{document}/restore", POST, "sponsor", document=True,
+          form=lambda w: {}, success=lambda w, after: f"/sponsor/documents/{w.document_id}", effect=_restored),
     Route("sponsor.autodoc", "/sponsor/autodocs/{autodoc}", GET, "sponsor", document=True,
           success=lambda w, after: f"/sponsor/documents/{w.document_id}#autodoc-{w.autodoc_id}"),
     Route("editor.dashboard", "/editor/", GET, "editor"),
@@ -394,6 +458,11 @@ _ROUTES = [
     Route("admin.documents", "/admin/documents", GET, "admin"),
     Route("admin.document", "/admin/documents/{document}", GET, "admin"),
     Route("admin.review", "/admin/autodocs/{autodoc}", GET, "admin"),
+    Route("admin.restore_document", "/admin/documents/{document}/restore", POST, "admin",
+          form=lambda w: {}, success=lambda w, after: f"/admin/documents/{w.document_id}"),
+    Route("admin.erase_user", "/admin/users/{target}/erase", BOTH, "admin", target=("sponsor", "approved"),
+          form=lambda w: {"reason": REASON, "confirm": "y"}, success=lambda w, after: "/admin/users",
+          effect=_erased),
     Route("admin.audit_log", "/admin/audit", GET, "admin"),
     Route("admin.export_reviews", "/admin/reviews.jsonl", GET, "admin"),
     Route("admin.regenerate_autodoc", "/admin/autodocs/{autodoc}/regenerate", POST, "admin",
@@ -405,11 +474,29 @@ _ROUTES = [
     Route("admin.change_role", "/admin/users/{target}/role", POST, "admin", target=("editor", "approved"),
           form=lambda w: {"role": "sponsor"}, success=lambda w, after: "/admin/users",
           effect=_target_becomes("admin.change_role", "change_role", role="sponsor")),
+    Route("admin.send_password_reset", "/admin/users/{target}/send-reset", POST, "admin", target=("sponsor", "pending"),
+          form=lambda w: {}, success=lambda w, after: "/admin/users",
+          effect=_target_becomes("admin.send_password_reset", "send_password_reset")),
     Route("api_docs.docs", "/api/docs", GET, "ops"),  # the API's docs: open to everyone, like the probes
     Route("account.api_tokens", "/account/tokens", BOTH, "notifications",  # any approved role, like notifications
           form=lambda w: {"name": "matrix script"}, success=lambda w, after: None, success_status=201),
     Route("account.revoke_token", "/account/tokens/revoke", POST, "notifications",
           form=lambda w: {"token_id": "1"}, success=lambda w, after: "/account/tokens"),
+    # The account page (any approved role). Names and outbox rows are not in the snapshot:
+    # test_account checks them.
+    Route("account.index", "/account/", GET, "notifications"),
+    Route("account.update_profile", "/account/profile", POST, "notifications",
+          form=lambda w: {"name": "Renamed Person", "organization": "Elsewhere"}, success=lambda w, after: "/account/"),
+    Route("account.request_email_change", "/account/email", POST, "notifications",
+          form=lambda w: {"email": "asked.for@example.org", "current_password": DEFAULT_PASSWORD},
+          success=lambda w, after: "/account/"),
+    # The emailed link's page, opened here without its token: 400 (test_account opens real links).
+    Route("account.confirm_email", "/account/email/confirm", BOTH, "notifications", page_status=400,
+          form=lambda w: {"token": _email_change_token(w)}, success=lambda w, after: "/account/",
+          effect=_email_confirmed),
+    Route("account.change_password", "/account/password", POST, "notifications", ends_other_sessions=True,
+          form=lambda w: {"current_password": DEFAULT_PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+          success=lambda w, after: "/account/", effect=_password_changed),
     Route("notifications.index", "/notifications/", GET, "notifications"),
     Route("notifications.mark_read", "/notifications/{notification}/read", POST, "notifications", notification=True,
           form=lambda w: {}, success=lambda w, after: "/notifications/", effect=_notification_read),
@@ -421,10 +508,11 @@ ROUTES = {route.endpoint: route for route in _ROUTES}
 NOT_PAGES = {"static", "bootstrap.static"}
 POST_ONLY = [route.endpoint for route in _ROUTES if route.methods == POST]
 POSTS = [route.endpoint for route in _ROUTES if "POST" in route.methods]
-WITH_IDS = [route.endpoint for route in _ROUTES if "{" in route.path]
+# A reset link's token is no id: test_password_reset checks tampered ones (400, not 404).
+WITH_IDS = [route.endpoint for route in _ROUTES if "{" in route.path and "{token}" not in route.path]
 # Log-out ends every session of the account, the other copies of the visitor's too
-# (test_sessions.py): it is sent last.
-MATRIX_ORDER = sorted(_ROUTES, key=lambda route: route.access == "logout")
+# (test_sessions.py): it is sent last, after a new password (which ends all but its own).
+MATRIX_ORDER = sorted(_ROUTES, key=lambda route: (route.access == "logout", route.ends_other_sessions))
 
 
 def test_every_route_has_an_entry_in_the_matrix(app):
@@ -451,7 +539,7 @@ def expected(route, method, world):
     # A page answers 200; a POST that did its work, or a GET that only points elsewhere
     # (a success but no form), redirects to its success Location.
     redirects = method != "GET" or (route.success is not None and route.form is None)
-    allowed = (route.success_status, "success") if redirects else (200, None)
+    allowed = (route.success_status, "success") if redirects else (route.page_status, None)
     log_in = (302, f"/auth/login?next={world.path(route)}")
     if route.access == "public":
         if standing == "anonymous":

@@ -78,6 +78,7 @@ class ApiRoute:
 ALL = ("sponsor", "editor", "admin")
 API_ROUTES = {
     "api.me": ApiRoute("GET", "/api/v1/me", ALL, 200),
+    "api.export_me": ApiRoute("GET", "/api/v1/me/export", ("sponsor",), 200),
     "api.editors": ApiRoute("GET", "/api/v1/editors", ("sponsor",), 200),
     "api.list_documents": ApiRoute("GET", "/api/v1/documents", ALL, 200),
     "api.create_document": ApiRoute("POST", "/api/v1/documents", ("sponsor",), 201,

@@ -1,4 +1,5 @@
-"""The user's own account: personal API tokens (any approved role)."""
+"""The user's own account (any approved role): the account page (profile, password,
+email: profile.py) and personal API tokens (routes.py)."""
 from flask import Blueprint
 
 from ..models import ROLES
@@ -7,4 +8,4 @@ from ..roles import require_role
 bp = Blueprint("account", __name__)
 bp.before_request(require_role(*ROLES))
 
-from . import routes  # noqa: E402,F401
+from . import profile, routes  # noqa: E402,F401

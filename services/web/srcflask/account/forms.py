@@ -1,10 +1,20 @@
-from wtforms import IntegerField, StringField
-from wtforms.validators import InputRequired, Length, NumberRange, ValidationError
+"""The account page's forms. Name and organization are sign-up's own fields, the new
+password the reset page's; the rules behind them and behind emails are services.users'
+(applied by services.accounts), so a field shows the same message here as at sign-up."""
+from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 from wtforms.widgets import HiddenInput
 
+from ..auth.forms import ResetPasswordForm, SignupForm
 from ..forms import SiteForm
 from ..routing import MAX_ROW_ID
 from ..services import tokens
+
+def _current_password(field_id):
+    """The current password, which the password and the email forms both ask for; each
+    under an id of its own, since both are on one page (labels find their field by id)."""
+    return PasswordField("Current password", id=field_id, validators=[DataRequired("Enter your current password.")],
+                         render_kw={"autocomplete": "current-password"})
 
 
 class NewTokenForm(SiteForm):
@@ -19,3 +29,31 @@ class NewTokenForm(SiteForm):
 
 class RevokeTokenForm(SiteForm):
     token_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(min=1, max=MAX_ROW_ID)])
+
+
+class ServiceErrorsForm(SiteForm):
+    """A form that shows services.users.InvalidAccount's messages next to its fields, as
+    sign-up does."""
+
+    add_errors = SignupForm.add_errors
+
+
+class ProfileForm(ServiceErrorsForm):
+    name = SignupForm.name
+    organization = SignupForm.organization
+
+
+class PasswordForm(ServiceErrorsForm):
+    current_password = _current_password("current_password")
+    password = ResetPasswordForm.password
+    confirm = ResetPasswordForm.confirm
+
+
+class EmailForm(ServiceErrorsForm):
+    email = EmailField("New email", validators=[DataRequired("Enter the new email address.")],
+                       render_kw={"autocomplete": "email"})
+    current_password = _current_password("email_current_password")
+
+
+class ConfirmEmailForm(SiteForm):
+    token = HiddenField(validators=[DataRequired()])

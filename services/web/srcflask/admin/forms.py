@@ -1,7 +1,7 @@
 """Admin forms: the filters of the user list and of the audit log (GET forms) and the
 decisions' inputs."""
-from wtforms import DateField, SearchField, SelectChoice, SelectField, TextAreaField
-from wtforms.validators import Length, Optional, ValidationError
+from wtforms import BooleanField, DateField, SearchField, SelectChoice, SelectField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from ..models import ROLES, STATUSES
 from ..services import audit, users
@@ -57,3 +57,14 @@ class DecisionForm(SiteForm):
 class RoleForm(SiteForm):
     # services.users.change_role refuses a role that does not exist, in its own words.
     role = SelectField("Role", choices=[SelectChoice(r, r.title()) for r in ROLES], validate_choice=False)
+
+
+class EraseForm(SiteForm):
+    """Erasing an account cannot be undone: the admin says why (kept in the audit log) and
+    confirms, on a page of its own that says what goes and what stays."""
+
+    reason = TextAreaField("Reason (kept in the audit log; the user's own request, for instance)",
+                           validators=[InputRequired(), Length(max=users.REASON_MAX_LENGTH)])
+    confirm = BooleanField("I understand that the name, email, organisation, password and API tokens "
+                           "are erased for good.",
+                           validators=[DataRequired("Tick the box to confirm the erase.")])

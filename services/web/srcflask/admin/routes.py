@@ -1,6 +1,7 @@
 """The admin's pages: an overview, the approval queue, the user list, and the decisions
-(approve, reject, suspend, reinstate, change role), each a POST that redirects back; every
-document and review, read-only; the audit log; the export of reviewed autodocs."""
+(approve, reject, suspend, reinstate, change role, send a password reset link), each a POST
+that redirects back; every document and review, read-only; the audit log; the export of
+reviewed autodocs."""
 import datetime as dt
 
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
@@ -11,8 +12,9 @@ from .. import throttle
 from ..extensions import db
 from ..models import Autodoc, User
 from ..security import is_safe_next
-from ..services import audit, autodoc_queue, reviews, users
+from ..services import archive, audit, autodoc_queue, passwords, reviews, users
 from ..services.documents import (
+    NoChanges,
     all_documents,
     clean_query,
     document_history,
@@ -22,7 +24,7 @@ from ..services.documents import (
 from ..services.pages import paginate
 from ..writer import writer_runtime
 from . import bp
-from .forms import AuditFilterForm, DecisionForm, RoleForm, UserFilterForm
+from .forms import AuditFilterForm, DecisionForm, EraseForm, RoleForm, UserFilterForm
 
 
 @bp.get("/")
@@ -140,13 +142,31 @@ def change_role(user_id):
     return _apply(f"{user.name}'s role is now {role}.", users.change_role, user, role)
 
 
-# --- documents and reviews, read-only ---------------------------------------------------------
+@bp.post("/users/<id:user_id>/send-reset")
+def send_password_reset(user_id):
+    """Email the user a password reset link, the one a forgotten password brings."""
+    user = _target(user_id)
+    return _apply(f"A link to choose a new password was emailed to {user.name}.", passwords.send_reset_link, user)
+
+
+@bp.route("/users/<id:user_id>/erase", methods=["GET", "POST"])
+def erase_user(user_id):
+    """The confirmation page of an erase (what goes, what stays), and the erase itself."""
+    user = db.session.get(User, user_id) or abort(404)
+    form = EraseForm()
+    if not form.validate_on_submit():
+        return render_template("admin/erase.html", user=user, form=form)
+    return _apply(f"{user.name}'s personal data is erased.", users.erase, _target(user_id), reason=form.reason.data)
+
+
+# --- documents and reviews, read-only but for restoring an archived document ---------------
 
 @bp.get("/documents", endpoint="documents")
 def document_list():
     q = clean_query(request.args.get("q"))
-    page = all_documents(q, request.args.get("page", 1, type=int))
-    return render_template("admin/documents.html", page=page, q=q)
+    archived = request.args.get("archived") == "1"
+    page = all_documents(q, request.args.get("page", 1, type=int), archived=archived)
+    return render_template("admin/documents.html", page=page, q=q, archived=archived)
 
 
 @bp.get("/documents/<id:document_id>")
@@ -154,6 +174,20 @@ def document(document_id):
     document = get_any_document_or_404(document_id)
     history, progress = document_history(document, request.args.get("page", 1, type=int))
     return render_template("admin/document.html", document=document, history=history, progress=progress)
+
+
+@bp.post("/documents/<id:document_id>/restore")
+def restore_document(document_id):
+    """Bring back a document its sponsor archived (a sponsor may ask an admin to)."""
+    document = get_any_document_or_404(document_id)
+    try:
+        archive.restore_document(document, current_user)
+    except NoChanges as notice:
+        flash(str(notice), "info")
+    else:
+        db.session.commit()
+        flash(f"“{document.title}” is restored.", "success")
+    return redirect(url_for(".document", document_id=document.id))
 
 
 @bp.get("/autodocs/<id:autodoc_id>")

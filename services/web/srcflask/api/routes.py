@@ -7,7 +7,7 @@ from flask import jsonify, render_template, url_for
 
 from .. import throttle
 from ..extensions import db
-from ..services import autodoc_queue, documents, reviews, users
+from ..services import autodoc_queue, documents, export, reviews, users
 from ..services.pages import paginate
 from . import api, bp, docs_bp, schemas
 from .auth import current_api_user, roles
@@ -60,6 +60,18 @@ def _document(document_id):
 def me():
     """The account the token belongs to."""
     return current_api_user()
+
+
+@bp.get("/me/export")
+@throttle.exports(current_api_user)
+@bp.response(200, content_type="application/json",
+             description="One JSON document, streamed as an attachment: the README's “Download everything” "
+                         "gives its schema.")
+@roles("sponsor")
+def export_me():
+    """Everything of the sponsor's: every document (archived ones too) with all its revisions,
+    each revision's autodocs and each autodoc's verdicts."""
+    return export.attachment(current_api_user())
 
 
 @bp.get("/editors")

@@ -1,5 +1,5 @@
-"""Sign-up and log-in forms. The account rules themselves (email syntax and uniqueness,
-password strength) live in services.users, shared with `flask create-admin`."""
+"""Sign-up, log-in and password reset forms. The account rules themselves (email syntax and
+uniqueness, password strength) live in services.users, shared with `flask create-admin`."""
 from wtforms import EmailField, PasswordField, RadioField, SelectChoice, StringField
 from wtforms.validators import AnyOf, DataRequired, EqualTo, InputRequired, Length, Optional
 
@@ -12,7 +12,36 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class SignupForm(SiteForm):
+def _new_password(label):
+    """A password being chosen (sign-up, reset): the browser may offer to generate one."""
+    return PasswordField(
+        label,
+        validators=[DataRequired("Choose a password.")],
+        render_kw={"autocomplete": "new-password", "minlength": users.PASSWORD_MIN_LENGTH,
+                   "maxlength": users.PASSWORD_MAX_LENGTH},
+    )
+
+
+def _confirmation(label):
+    """The chosen password typed again, which must match the form's `password`."""
+    return PasswordField(
+        label,
+        validators=[DataRequired("Type the password again."), EqualTo("password", "The passwords do not match.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+
+class AccountForm(SiteForm):
+    """A form whose fields the account rules (services.users) also check."""
+
+    def add_errors(self, errors):
+        """Show the service's messages ({field name: message}) next to their fields."""
+        for name, message in errors.items():
+            if message not in self[name].errors:
+                self[name].errors = [*self[name].errors, message]
+
+
+class SignupForm(AccountForm):
     name = StringField(
         "Full name",
         filters=[_strip],
@@ -25,17 +54,8 @@ class SignupForm(SiteForm):
         validators=[DataRequired("Enter your email address.")],
         render_kw={"autocomplete": "email"},
     )
-    password = PasswordField(
-        "Password",
-        validators=[DataRequired("Choose a password.")],
-        render_kw={"autocomplete": "new-password", "minlength": users.PASSWORD_MIN_LENGTH,
-                   "maxlength": users.PASSWORD_MAX_LENGTH},
-    )
-    confirm = PasswordField(
-        "Confirm password",
-        validators=[DataRequired("Type the password again."), EqualTo("password", "The passwords do not match.")],
-        render_kw={"autocomplete": "new-password"},
-    )
+    password = _new_password("Password")
+    confirm = _confirmation("Confirm password")
     role = RadioField(
         "I want to",
         choices=[SelectChoice("sponsor", "Write documents (sponsor)"),
@@ -66,12 +86,6 @@ class SignupForm(SiteForm):
             return False
         return valid
 
-    def add_errors(self, errors):
-        """Show the service's messages ({field name: message}) next to their fields."""
-        for name, message in errors.items():
-            if message not in self[name].errors:
-                self[name].errors = [*self[name].errors, message]
-
 
 class LoginForm(SiteForm):
     email = EmailField(
@@ -85,3 +99,22 @@ class LoginForm(SiteForm):
         validators=[DataRequired("Enter your password.")],
         render_kw={"autocomplete": "current-password"},
     )
+
+
+class ForgotPasswordForm(SiteForm):
+    # Only required: whatever else is typed gets the same answer as an email with no account.
+    email = EmailField(
+        "Email",
+        filters=[_strip],
+        validators=[DataRequired("Enter your email address."), Length(max=User.email.type.length)],
+        render_kw={"autocomplete": "email", "autofocus": True},
+    )
+
+
+class ResetPasswordForm(AccountForm):
+    """A new password, typed twice (the account page's change of password takes these
+    fields too). Its strength is checked against the account's own name and email by the
+    service that sets it, as sign-up checks it."""
+
+    password = _new_password("New password")
+    confirm = _confirmation("Confirm new password")

@@ -1,14 +1,14 @@
-"""Sign-up, log-in, log-out and the standing page (where accounts that cannot use the
-site yet, or any more, are told why)."""
+"""Sign-up, log-in, log-out, a forgotten password's reset and the standing page (where
+accounts that cannot use the site yet, or any more, are told why)."""
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 
 from .. import throttle
 from ..extensions import db, limiter
 from ..security import ENDED_STANDINGS, is_safe_next, standing_of, start_session
-from ..services import notifications, users
+from ..services import notifications, passwords, users
 from . import bp
-from .forms import LoginForm, SignupForm
+from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
 LOGIN_FAILED = "Email or password is incorrect."
 
@@ -64,6 +64,47 @@ def login():
             return redirect(next_url or url_for("main.index"))
     return render_template("auth/login.html", form=form, next_url=next_url,
                            error=LOGIN_FAILED if failed else None)
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+@throttle.reset_requests
+def forgot_password():
+    """Ask for a reset link. The answer is the same whether or not an account uses the
+    email (services.passwords says how the work done is kept alike too)."""
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        passwords.request_reset(form.email.data)
+        db.session.commit()
+        minutes = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"] // 60
+        flash(f"If an account uses {form.email.data}, a link to choose a new password is on its way there. "
+              f"It works once, for {minutes} minutes.", "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot.html", form=form)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_password(token):
+    """Choose a new password through an emailed link, then log in with it."""
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = ResetPasswordForm()
+    try:
+        if form.validate_on_submit():
+            passwords.reset_password(token, form.password.data)
+            db.session.commit()
+            flash("Your password was changed, and every session of your account has ended. "
+                  "Log in with the new password.", "success")
+            return redirect(url_for("auth.login"))
+        passwords.check_link(token)
+    except passwords.ResetLinkRefused as refused:
+        db.session.rollback()
+        return render_template("auth/reset_refused.html", message=str(refused)), refused.status
+    except users.InvalidAccount as invalid:
+        db.session.rollback()
+        form.add_errors(invalid.errors)
+    return render_template("auth/reset.html", form=form)
 
 
 @bp.post("/logout")

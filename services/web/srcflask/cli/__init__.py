@@ -1,13 +1,17 @@
-"""Flask commands: `flask create-admin`, `flask seed-demo`, `flask writer ...`, `flask reviews recount`."""
+"""Flask commands: `flask create-admin`, `flask users set-password`, `flask seed-demo`,
+`flask writer ...`, `flask mail send`, `flask reviews recount`."""
 
 
 def init_app(app):
     from .demo import seed_demo
+    from .mail import mail
     from .reviews import reviews
-    from .users import create_admin
+    from .users import create_admin, users_group
     from .writer import writer
 
     app.cli.add_command(create_admin)
+    app.cli.add_command(users_group)
     app.cli.add_command(seed_demo)
     app.cli.add_command(writer)
+    app.cli.add_command(mail)
     app.cli.add_command(reviews)

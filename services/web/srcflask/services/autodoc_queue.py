@@ -1,6 +1,7 @@
 """The autodocs table as the writer's job queue.
 
-A queued autodoc row is a job. Writers claim jobs with SELECT ... FOR UPDATE SKIP LOCKED
+A queued autodoc row is a job, claimed and held the way services/leases.py says (the
+mail outbox does the same). Writers claim jobs with SELECT ... FOR UPDATE SKIP LOCKED
 (PostgreSQL; SQLite runs one process and ignores the clause) and hold them under a lease
 that a heartbeat extends. Every claim gets a fresh attempt token, and every write back is
 a conditional UPDATE on (id, attempt_token, status='running'): a worker whose lease ran out
@@ -26,7 +27,6 @@ All times come from the database clock, the one clock every writer shares.
 import datetime as dt
 import math
 import statistics
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import case, func, select, update
@@ -35,7 +35,7 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..models import Document, Retention, User
 from ..static.data.processeddata.models import Autodoc, Revision
-from . import audit, notifications, reviews
+from . import audit, leases, notifications, reviews
 
 DIED_MESSAGE = "The writer stopped {attempts} times while writing this autodoc."
 
@@ -52,26 +52,15 @@ class Job:
     started_at: dt.datetime
 
 
-def database_now():
-    """The database's current time, timezone-aware (SQLite gives naive UTC)."""
-    now = db.session.execute(select(func.now())).scalar_one()
-    if isinstance(now, str):
-        now = dt.datetime.fromisoformat(now)
-    return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
-
-
 def claim_jobs(worker, limit, lease_seconds, max_attempts):
     """Claim up to `limit` jobs for `worker`, in the sponsors' turns; commits and returns them.
 
     Jobs whose lease ran out are claimed again, unless they already used up their
     attempts: those are marked failed, so nothing stays `running` forever."""
-    now = database_now()
+    now = leases.database_now()
     _fail_exhausted_expired_jobs(now, max_attempts)
     # Jobs whose writer died come first: they waited longest. Then the sponsors' turns.
-    ids = db.session.scalars(
-        select(Autodoc.id).where(Autodoc.status == "running", Autodoc.lease_expires_at < now)
-        .order_by(Autodoc.id).limit(limit).with_for_update(skip_locked=True)
-    ).all()
+    ids = leases.lock(select(Autodoc.id).where(*leases.expired(Autodoc, now)).order_by(Autodoc.id).limit(limit))
     if len(ids) < limit:
         # The next few jobs in turn order first, in a subquery of its own (its LIMIT keeps the
         # planner from joining the whole queue to the locking scan: with the statistics of a
@@ -82,23 +71,17 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
             select(turns.c.id, turns.c.turn).where(turns.c.status == "queued")
             .order_by(turns.c.turn, turns.c.id).limit(4 * limit).subquery("candidates")
         )
-        ids += db.session.scalars(
+        ids += leases.lock(
             # The status is checked on the locked row itself too: a job another writer
             # claimed since this query's snapshot is re-read under the lock and skipped.
             select(Autodoc.id).join(candidates, candidates.c.id == Autodoc.id).where(Autodoc.status == "queued")
-            .order_by(candidates.c.turn, Autodoc.id).limit(limit - len(ids))
-            .with_for_update(skip_locked=True, of=Autodoc)
-        ).all()
+            .order_by(candidates.c.turn, Autodoc.id).limit(limit - len(ids)),
+            of=Autodoc,
+        )
     if not ids:
         db.session.commit()
         return []
-    token = uuid.uuid4().hex
-    db.session.execute(
-        update(Autodoc).where(Autodoc.id.in_(ids)).values(
-            status="running", attempt_token=token, attempts=Autodoc.attempts + 1, worker=worker,
-            started_at=now, lease_expires_at=now + dt.timedelta(seconds=lease_seconds), error=None,
-        )
-    )
+    token = leases.take(Autodoc, ids, worker, lease_seconds, now, error=None)
     rows = db.session.execute(
         select(Autodoc.id, Autodoc.queued_at, Revision.title, Revision.body)
         .join(Revision, Revision.id == Autodoc.revision_id)
@@ -112,13 +95,14 @@ def _queued_with_turns():
     """Every waiting or running autodoc's id, status and turn: 1 for its sponsor's oldest,
     2 for the next... A job being written counts as its sponsor's turn, so a sponsor whose
     job is on the writer goes behind those still waiting for their first. Claims and places
-    in the queue both take the queued ones by (turn, id)."""
+    in the queue both take the queued ones by (turn, id). The autodocs of archived documents
+    are left out: they wait, unwritten and holding no place, until the document is restored."""
     return (
         select(Autodoc.id.label("id"), Autodoc.status.label("status"),
                func.row_number().over(partition_by=Retention.sponsor_id, order_by=Autodoc.id).label("turn"))
         .join(Revision, Revision.id == Autodoc.revision_id)
         .join(Retention, Retention.document_id == Revision.document_id)
-        .where(Autodoc.status.in_(("queued", "running")))
+        .where(Autodoc.status.in_(("queued", "running")), Retention.archived_at.is_(None))
         .subquery("turns")
     )
 
@@ -126,7 +110,7 @@ def _queued_with_turns():
 def _fail_exhausted_expired_jobs(now, max_attempts):
     failed = db.session.scalars(
         update(Autodoc)
-        .where(Autodoc.status == "running", Autodoc.lease_expires_at < now, Autodoc.attempts >= max_attempts)
+        .where(*leases.expired(Autodoc, now), Autodoc.attempts >= max_attempts)
         .values(status="failed", finished_at=now, lease_expires_at=None, attempt_token=None,
                 error=DIED_MESSAGE.format(attempts=max_attempts))
         .returning(Autodoc.id)
@@ -142,18 +126,8 @@ def extend_leases(jobs, lease_seconds, deadline_seconds=None):
     and the hung writer's late result is refused by the attempt token)."""
     if not jobs:
         return 0
-    now = database_now()
-    held = [Autodoc.id.in_([job.autodoc_id for job in jobs]),
-            Autodoc.attempt_token == jobs[0].attempt_token, Autodoc.status == "running"]
-    if deadline_seconds is not None:
-        held.append(Autodoc.started_at > now - dt.timedelta(seconds=deadline_seconds))
-    result = db.session.execute(
-        update(Autodoc)
-        .where(*held)
-        .values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
-    )
-    db.session.commit()
-    return result.rowcount
+    return leases.extend(Autodoc, [job.autodoc_id for job in jobs], jobs[0].attempt_token, lease_seconds,
+                         deadline_seconds)
 
 
 def complete_job(job, prompt, continuation, stamp):
@@ -188,9 +162,7 @@ def fail_job(job, reason, max_attempts):
 
 
 def _own(job):
-    return update(Autodoc).where(
-        Autodoc.id == job.autodoc_id, Autodoc.attempt_token == job.attempt_token, Autodoc.status == "running"
-    )
+    return leases.own(Autodoc, [job.autodoc_id], job.attempt_token)
 
 
 class AlreadyQueued(Exception):
@@ -234,9 +206,9 @@ def queue_positions(autodoc_ids):
 
 
 def queue_by_sponsor(limit=10):
-    """The sponsors with the most autodocs waiting or being written, for the admin's watch
-    over the queue's fairness: (sponsor id, name, queued, running, oldest queued_at) rows, one
-    query."""
+    """The sponsors with the most autodocs waiting or being written (archived documents'
+    aside: they wait for nobody), for the admin's watch over the queue's fairness: (sponsor
+    id, name, queued, running, oldest queued_at) rows, one query."""
     waiting = Autodoc.status.in_(("queued", "running"))
     return db.session.execute(
         select(Retention.sponsor_id, User.name,
@@ -246,7 +218,7 @@ def queue_by_sponsor(limit=10):
         .join(Revision, Revision.id == Autodoc.revision_id)
         .join(Retention, Retention.document_id == Revision.document_id)
         .join(User, User.id == Retention.sponsor_id)
-        .where(waiting)
+        .where(waiting, Retention.archived_at.is_(None))
         .group_by(Retention.sponsor_id, User.name)
         .order_by(func.count().desc(), Retention.sponsor_id).limit(limit)
     ).all()

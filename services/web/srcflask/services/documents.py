@@ -8,7 +8,7 @@ itself, so two saves based on the same version can never both win, whichever pro
 they run in. Functions here flush, never commit.
 """
 from flask import abort, current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Bundle, aliased, contains_eager, joinedload, selectinload
 
 from ..extensions import db
@@ -203,9 +203,11 @@ def reassign_editor(document, editor_id, actor):
 
 # --- Reading ----------------------------------------------------------------------------
 
-def get_document_or_404(document_id, user):
+def get_document_or_404(document_id, user, archived=False):
     """The document if `user` is its sponsor or its assigned editor, with its retention,
-    sponsor and editor loaded; 404 for everyone else, so that existence is not revealed."""
+    sponsor and editor loaded; 404 for everyone else, so that existence is not revealed.
+    An archived document answers 404 too, unless `archived` (its sponsor's page of it, and
+    the restore): it is out of every list, and out of reach for edits, reviews and regenerates."""
     own = _OWN.get(user.role)
     if own is None:
         abort(404)
@@ -213,6 +215,7 @@ def get_document_or_404(document_id, user):
         select(Document)
         .join(Document.retention)
         .where(Document.id == document_id, own == user.id)
+        .where(true() if archived else Retention.archived_at.is_(None))
         .options(
             contains_eager(Document.retention).joinedload(Retention.sponsor),
             contains_eager(Document.retention).joinedload(Retention.editor),
@@ -340,9 +343,9 @@ def _latest_verdict(column):
 _SPONSOR, _EDITOR = aliased(User), aliased(User)
 
 
-def _documents_of(user, q, page, per_page):
+def _documents_of(user, q, page, per_page, archived=False):
     """A page of document rows: every document for an admin (user None), else the ones
-    the user holds in their role.
+    the user holds in their role; the ones not archived, or only the archived ones.
 
     The page's ids are chosen first and the rows' columns computed for those ids only:
     PostgreSQL evaluates the latest-autodoc and verdict subqueries for every row it sorts,
@@ -351,7 +354,9 @@ def _documents_of(user, q, page, per_page):
     the order of an index that starts with the sponsor or editor (see Retention); the
     documents are joined only for a title search. Three queries: count, ids, rows."""
     order = (Retention.document_updated_at.desc(), Retention.document_id.desc())
-    ids = select(Retention.document_id).order_by(*order)
+    # Spelled out in the query for the planner to use the partial indexes (see Retention).
+    ids = select(Retention.document_id).order_by(*order).where(
+        Retention.archived_at.is_not(None) if archived else Retention.archived_at.is_(None))
     if user is not None:
         ids = ids.where(_OWN[user.role] == user.id)
     q = clean_query(q)
@@ -387,12 +392,13 @@ def _document_row():
     )
 
 
-def sponsor_documents(sponsor, q="", page=1, per_page=None):
+def sponsor_documents(sponsor, q="", page=1, per_page=None, archived=False):
     """The sponsor's documents, newest change first, optionally filtered by a title search
     (case-insensitive): a pagination of rows with id, title, version, updated_at,
     sponsor_name, editor_name, and the status, verdict and verdict_comment of the current
-    version's newest autodoc. Three queries whatever the number of documents."""
-    return _documents_of(sponsor, q, page, per_page)
+    version's newest autodoc. Three queries whatever the number of documents. The archived
+    ones only with `archived`, and then only them."""
+    return _documents_of(sponsor, q, page, per_page, archived)
 
 
 def editor_documents(editor, q="", page=1, per_page=None):
@@ -400,13 +406,14 @@ def editor_documents(editor, q="", page=1, per_page=None):
     return _documents_of(editor, q, page, per_page)
 
 
-def all_documents(q="", page=1, per_page=None):
+def all_documents(q="", page=1, per_page=None, archived=False):
     """Every document, for the admin, like sponsor_documents."""
-    return _documents_of(None, q, page, per_page)
+    return _documents_of(None, q, page, per_page, archived)
 
 
 def autodoc_counts(user):
-    """How many autodocs of the user's documents (every revision's) are in each status."""
+    """How many autodocs of the user's documents (every revision's, archived documents
+    aside) are in each status."""
     own = _OWN[user.role]
     counts = dict.fromkeys(AUTODOC_STATUSES, 0)
     counts.update(
@@ -414,7 +421,7 @@ def autodoc_counts(user):
             select(Autodoc.status, func.count())
             .join(Revision, Revision.id == Autodoc.revision_id)
             .join(Retention, Retention.document_id == Revision.document_id)
-            .where(own == user.id)
+            .where(own == user.id, Retention.archived_at.is_(None))
             .group_by(Autodoc.status)
         ).all()
     )

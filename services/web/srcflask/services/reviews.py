@@ -93,10 +93,11 @@ def awaiting_review_count(editor):
     """How many autodocs wait for the editor's verdict, as a scalar subquery (the navigation
     asks for it with its other counts, in one query per page): the sum of the kept counts
     of the editor's documents (Retention.awaiting_review), one index entry per document
-    with something waiting rather than a row per waiting autodoc."""
+    with something waiting rather than a row per waiting autodoc. Archived documents keep
+    their counts but are left out, as from the queue itself."""
     return (
         select(func.coalesce(func.sum(Retention.awaiting_review), 0))
-        .where(Retention.editor_id == editor.id, Retention.awaiting_review > 0)
+        .where(Retention.editor_id == editor.id, Retention.awaiting_review > 0, Retention.archived_at.is_(None))
         .scalar_subquery()
     )
 
@@ -123,7 +124,7 @@ def review_queue(editor, page=1, per_page=None):
         .select_from(Autodoc)
         .join(Revision, Revision.id == Autodoc.revision_id)
         .join(Retention, Retention.document_id == Revision.document_id)
-        .where(Retention.editor_id == editor.id, _awaiting_verdict())
+        .where(Retention.editor_id == editor.id, Retention.archived_at.is_(None), _awaiting_verdict())
         .join(Document, Document.id == Revision.document_id)
         .join(sponsor, sponsor.id == Retention.sponsor_id)
         .order_by(Autodoc.finished_at, Autodoc.id)

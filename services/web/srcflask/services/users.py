@@ -12,16 +12,27 @@ import functools
 import secrets
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
 from ..extensions import db
-from ..models import ROLES, SELF_SERVICE_ROLES, STATUSES, Autodoc, Document, Retention, User
+from ..models import (
+    ROLES,
+    SELF_SERVICE_ROLES,
+    STATUSES,
+    ApiToken,
+    Autodoc,
+    Document,
+    Notification,
+    OutboxMessage,
+    Retention,
+    User,
+)
 from ..static.data.processeddata.models import AUTODOC_STATUSES
-from . import audit, notifications
+from . import audit, notifications, outbox
 
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 128
@@ -49,6 +60,11 @@ PAST_TENSE = {"approve": "approved", "reject": "rejected", "suspend": "suspended
 ENDS_SESSIONS = ("reject", "suspend", "reinstate")
 # An admin may still approve or reinstate others, but never lock themself out.
 REFUSED_ON_SELF = ("reject", "suspend")
+# What an erased account keeps in place of its personal data (erase). The hash names no
+# method werkzeug knows, so no password ever matches it.
+ERASED_NAME = "Erased user {id}"
+ERASED_EMAIL = "erased-{id}@invalid"
+UNUSABLE_PASSWORD_HASH = "!erased"
 
 
 class AccountError(Exception):
@@ -85,6 +101,17 @@ def normalize_email(email, *, allow_localhost=False):
         raise ValueError(f"Enter a valid email address. {error}") from None
 
 
+def set_new_password(user, password):
+    """Give `user` a new password if it passes sign-up's strength rules (the account's own
+    name, email and organization count as guessable); InvalidAccount({"password": ...})
+    otherwise. The new hash ends the account's sessions (User.password_hash)."""
+    problem = password_problem(password, user_inputs=(user.name, user.email, user.organization))
+    if problem:
+        raise InvalidAccount({"password": problem})
+    user.set_password(password)
+    db.session.flush()
+
+
 def password_problem(password, user_inputs=()):
     """Why `password` is refused (too short, too long, too guessable), or None.
     `user_inputs` (name, email...) count as guessable words."""
@@ -106,14 +133,22 @@ def email_taken(email):
     return db.session.scalar(select(exists().where(func.lower(User.email) == email.lower())))
 
 
+def name_problem(name):
+    """Why `name` is refused as an account's name (empty, too long), or None: sign-up's
+    rule, which the account page applies to a new name too."""
+    if not name.strip():
+        return NAME_REQUIRED
+    if len(name) > NAME_MAX_LENGTH:
+        return f"Use at most {NAME_MAX_LENGTH} characters."
+    return None
+
+
 def check_new_account(*, name, email, password, organization="", allow_localhost=False):
     """The normalized email of a new account, or InvalidAccount listing every problem
     with the name, the email and the password at once."""
     errors = {}
-    if not name.strip():
-        errors["name"] = NAME_REQUIRED
-    elif len(name) > NAME_MAX_LENGTH:
-        errors["name"] = f"Use at most {NAME_MAX_LENGTH} characters."
+    if name_error := name_problem(name):
+        errors["name"] = name_error
     try:
         email = normalize_email(email, allow_localhost=allow_localhost)
     except ValueError as error:
@@ -189,10 +224,15 @@ def email_key(email):
     return (email or "").strip().lower()
 
 
+def user_with_email(email):
+    """The account `email` names as a person types it (any case, spaces around), or None."""
+    return db.session.scalar(select(User).where(func.lower(User.email) == email_key(email)))
+
+
 def authenticate(email, password):
     """The user with this email and password, or None. An unknown email still costs
     one password hash check, so response times do not reveal which emails have accounts."""
-    user = db.session.scalar(select(User).where(func.lower(User.email) == email_key(email)))
+    user = user_with_email(email)
     if user is None:
         check_password_hash(_dummy_hash(), password)
         return None
@@ -219,6 +259,7 @@ def decide(user, action, *, by, reason=None):
     """Move `user` along one allowed transition ("approve", "reject", "suspend",
     "reinstate"), recording when, by whom and why."""
     allowed_from, status = TRANSITIONS[action]
+    _refuse_if_erased(user)
     if user.id == by.id and action in REFUSED_ON_SELF:
         raise DecisionRefused(f"You cannot {action} your own account.")
     if user.status not in allowed_from:
@@ -238,6 +279,8 @@ def decide(user, action, *, by, reason=None):
     audit.record(by, f"user.{action}", "user", user.id, name=user.name, email=user.email,
                  from_status=previous, status=status, reason=user.decision_reason)
     notifications.account_decided(user, action, user.decision_reason)
+    outbox.queue_email(user.email, f"account_{PAST_TENSE[action]}", name=user.name, reason=user.decision_reason,
+                       link=outbox.site_link("main.index" if action == "reject" else "auth.login"))
 
 
 def change_role(user, role, *, by):
@@ -245,6 +288,7 @@ def change_role(user, role, *, by):
     admin, and while the user still holds documents in the role they would leave."""
     if role not in ROLES:
         raise DecisionRefused("Choose sponsor, editor or admin.")
+    _refuse_if_erased(user)
     if user.id == by.id:
         raise DecisionRefused("You cannot change your own role.")
     if user.role == role:
@@ -264,6 +308,50 @@ def change_role(user, role, *, by):
     db.session.flush()
     audit.record(by, "user.change_role", "user", user.id, name=user.name, email=user.email,
                  from_role=previous, role=role)
+
+
+def erase(user, *, by, reason):
+    """Erase `user`'s personal data at their request, as the admin `by`, for `reason`
+    (required: the audit log says why an account lost its data).
+
+    The row stays, so everything that refers to it keeps its ids: their documents (with their
+    organisation, unless they were archived too), revisions, verdicts and the append-only
+    audit log (older rows keep what they recorded; this one records no name or email). The
+    name, email and organisation become placeholders, the password an unusable hash, the
+    account suspended (no log-in, no editor choice, no reset link that could reach anyone);
+    their API tokens, inbox and waiting emails are deleted. Refused for one's own account,
+    the last approved admin, and an account erased already."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DecisionRefused("Say why the account is erased: a reason is required.")
+    if len(reason) > REASON_MAX_LENGTH:
+        raise DecisionRefused(f"Use at most {REASON_MAX_LENGTH} characters for the reason.")
+    _refuse_if_erased(user)
+    if user.id == by.id:
+        raise DecisionRefused("You cannot erase your own account.")
+    if _is_last_approved_admin(user):
+        raise DecisionRefused(f"{user.name} is the last approved admin and cannot be erased.")
+    previous_email = user.email
+    user.name = ERASED_NAME.format(id=user.id)
+    user.email = ERASED_EMAIL.format(id=user.id)
+    user.organization = ""
+    # Setting the hash ends every session and remember-me cookie (models.User).
+    user.password_hash = UNUSABLE_PASSWORD_HASH
+    user.status = "suspended"
+    user.decided_at = func.now()
+    user.decided_by_id = by.id
+    user.decision_reason = None
+    user.erased_at = func.now()
+    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    db.session.execute(delete(Notification).where(Notification.user_id == user.id))
+    db.session.execute(delete(OutboxMessage).where(func.lower(OutboxMessage.recipient) == previous_email.lower()))
+    db.session.flush()
+    audit.record(by, "user.erase", "user", user.id, reason=reason)
+
+
+def _refuse_if_erased(user):
+    if user.erased_at is not None:
+        raise DecisionRefused(f"{user.name} was erased: nothing more can be decided on it.")
 
 
 def _with_article(role):

@@ -8,6 +8,7 @@ from flask_login import current_user
 
 from .. import throttle
 from ..extensions import db
+from ..services import archive, export
 from ..services.autodoc_queue import AlreadyQueued, queue_regeneration
 from ..services.documents import (
     EditConflict,
@@ -44,6 +45,21 @@ def document_list():
     return render_template("sponsor/documents.html", page=page, q=q)
 
 
+@bp.get("/documents/archived")
+def archived_documents():
+    """The documents the sponsor archived: kept, out of every other list, restorable."""
+    q = clean_query(request.args.get("q"))
+    page = sponsor_documents(current_user, q, request.args.get("page", 1, type=int), archived=True)
+    return render_template("sponsor/archived_documents.html", page=page, q=q)
+
+
+@bp.get("/export")
+@throttle.exports()
+def export_data():
+    """Everything of the sponsor's as one streamed JSON download (a GET: it changes nothing)."""
+    return export.attachment(current_user._get_current_object())
+
+
 @bp.route("/documents/new", methods=["GET", "POST"])
 @throttle.saves()
 def new_document():
@@ -69,7 +85,7 @@ def _document_page(document, reassign_form):
 
 @bp.get("/documents/<id:document_id>")
 def document(document_id):
-    document = get_document_or_404(document_id, current_user)
+    document = get_document_or_404(document_id, current_user, archived=True)
     return _document_page(document, ReassignEditorForm(approved_editors(), editor=document.retention.editor_id))
 
 
@@ -109,6 +125,33 @@ def reassign_editor_view(document_id):
     else:
         db.session.commit()
         flash(f"{editor.name} is now the editor of this document.", "success")
+    return redirect(url_for(".document", document_id=document.id))
+
+
+@bp.post("/documents/<id:document_id>/archive", endpoint="archive_document")
+def archive_document_view(document_id):
+    document = get_document_or_404(document_id, current_user, archived=True)
+    try:
+        archive.archive_document(document, current_user)
+    except NoChanges as notice:
+        flash(str(notice), "info")
+        return redirect(url_for(".document", document_id=document.id))
+    db.session.commit()
+    flash(f"“{document.title}” is archived: it is kept, out of your lists and the writer's queue, "
+          "until you restore it.", "success")
+    return redirect(url_for(".documents"))
+
+
+@bp.post("/documents/<id:document_id>/restore", endpoint="restore_document")
+def restore_document_view(document_id):
+    document = get_document_or_404(document_id, current_user, archived=True)
+    try:
+        archive.restore_document(document, current_user)
+    except NoChanges as notice:
+        flash(str(notice), "info")
+    else:
+        db.session.commit()
+        flash(f"“{document.title}” is restored.", "success")
     return redirect(url_for(".document", document_id=document.id))
 
 

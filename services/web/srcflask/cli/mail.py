@@ -1,0 +1,31 @@
+"""`flask mail send`: the app's mail sender as a process of its own."""
+import signal
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..mailer import mail_sender
+
+mail = AppGroup("mail", help="Send the emails waiting in the outbox.")
+
+
+@mail.command("send")
+@click.option("--until-idle", is_flag=True, help="Exit once no message is due.")
+def send(until_idle):
+    """Send the outbox's messages from this process, beside or instead of the app's own
+    sender (MAIL_IN_PROCESS). Any number of these may run against one database: each
+    message is claimed by one of them at a time."""
+    app = current_app._get_current_object()
+    if until_idle:
+        mail_sender.run(app, until_idle=True)
+        return
+    signal.signal(signal.SIGTERM, lambda *_: mail_sender.stop())
+    mail_sender.start(app)
+    click.echo("Mail sender running; Ctrl+C stops it.")
+    try:
+        while mail_sender.running:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        mail_sender.stop()

@@ -1,0 +1,133 @@
+"""Password resets: the link a person who forgot their password is emailed, and what
+following it may change.
+
+A reset link carries a token signed with SECRET_KEY (itsdangerous, under a salt of its own,
+so no other signed value of the site can pass for one) that names the account and a digest
+of its password hash at the time of sending. It is checked three ways when followed:
+- the signature: a token made up, cut short or changed is not valid (400);
+- its age: older than PASSWORD_RESET_MAX_AGE_SECONDS, it has expired (410);
+- the digest against the account's hash now: once the password changes, by this link or
+  any other way, every link sent before stops working (410). That is what makes a link
+  single-use without storing anything: using it changes the hash it is bound to.
+
+Nothing is written when a link is sent from the forgot-password page but the email itself
+(the outbox row, services.outbox), and an email with no account costs the same work
+(request_reset), so that neither the page's answer nor its time tells them apart. An admin's
+"send a reset link" is audited; a reset by link is audited as the account's own act. A
+reset changes the password and nothing else: the account's standing (pending, rejected,
+suspended) stays, and since a new password hash ends every session (User.end_sessions),
+the person logs in afresh, where their standing is applied as always.
+
+Functions here flush, never commit: the caller commits once.
+"""
+import hashlib
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from ..extensions import db
+from ..models import User
+from . import audit, outbox, users
+
+SALT = "srcflask.password-reset"
+TEMPLATE = "password_reset"
+# The recipient of the link that request_reset writes, and never commits, for an email with
+# no account (.invalid: a domain that can never receive mail).
+STAND_IN_EMAIL = "no-account@stand-in.invalid"
+INVALID = "This password reset link is not valid. Copy the whole link from the email, or ask for a new one."
+EXPIRED = "This password reset link has expired. Ask for a new one."
+USED = ("This password reset link was used already, or the password was changed since it was sent. "
+        "Ask for a new one if you still need it.")
+
+
+class ResetLinkRefused(Exception):
+    """A reset link that cannot be used; its message is for the person who followed it and
+    `status` is the page's: 400 for a link that never was valid, 410 for one that was."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def _serializer():
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+
+
+def _password_digest(user):
+    """What a link is bound to: a digest of the password hash (the hash itself never
+    leaves the database, not even inside a signed token)."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
+
+
+def reset_token(user):
+    """A token for `user`'s reset link, valid until the password changes or it expires."""
+    return _serializer().dumps([user.id, _password_digest(user)])
+
+
+def _user_for_token(token, *, lock):
+    """The account a valid, unexpired link names while its password is unchanged (locked
+    until commit when `lock`, so that two uses of one link are taken one after the other and
+    the second finds the hash changed); ResetLinkRefused otherwise."""
+    try:
+        # Only this app signs with this key and salt: a payload that passes is one of ours.
+        user_id, digest = _serializer().loads(token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"])
+    except SignatureExpired:
+        raise ResetLinkRefused(EXPIRED, 410) from None
+    except BadSignature:
+        raise ResetLinkRefused(INVALID, 400) from None
+    user = users.get_user_for_update(user_id) if lock else db.session.get(User, user_id)
+    if user is None:
+        raise ResetLinkRefused(INVALID, 400)
+    if digest != _password_digest(user):
+        raise ResetLinkRefused(USED, 410)
+    return user
+
+
+def check_link(token):
+    """The account whose reset page `token` opens, or ResetLinkRefused saying why not."""
+    return _user_for_token(token, lock=False)
+
+
+def _queue_link(user):
+    outbox.queue_email(
+        user.email, TEMPLATE, name=user.name,
+        link=outbox.site_link("auth.reset_password", token=reset_token(user)),
+        valid_minutes=current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"] // 60,
+    )
+
+
+def request_reset(email):
+    """Queue a reset link to the account `email` names, if any; nothing is sent otherwise,
+    and the caller answers the same either way.
+
+    Both ways do the same work, so that the time taken does not tell them apart either: an
+    email with no account gets a link for a stand-in account, rendered and written to the
+    outbox like any other, inside a savepoint that is then rolled back (the row is never
+    committed, so never sent). Only the savepoint's end differs. bench/forgot_timing.py
+    measures both ways (bench/RESULTS.md)."""
+    user = users.user_with_email(email)
+    if user is not None and user.erased_at is not None:
+        user = None  # an erased account's placeholder address is nobody's
+    savepoint = db.session.begin_nested()
+    _queue_link(user or User(id=0, name="", email=STAND_IN_EMAIL, password_hash=""))
+    if user is None:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+
+
+def send_reset_link(user, *, by):
+    """An admin sends `user` the same email a forgotten password brings (the admin never
+    sees the link), audited."""
+    _queue_link(user)
+    audit.record(by, "user.send_password_reset", "user", user.id, name=user.name, email=user.email)
+
+
+def reset_password(token, password):
+    """Set the password of the account `token` names to `password`, which must pass the
+    sign-up rules (users.InvalidAccount({"password": ...}) otherwise). Its sessions end with
+    the old hash; its standing does not change. Returns the user."""
+    user = _user_for_token(token, lock=True)
+    users.set_new_password(user, password)
+    audit.record(user, "user.reset_password", "user", user.id, name=user.name, email=user.email)
+    return user
