@@ -19,7 +19,7 @@ from flask_mailman.backends.base import BaseEmailBackend
 
 from .extensions import mail
 from .services import outbox
-from .writer import describe  # one line per error, as the writer reports its own
+from .services.leases import describe
 
 log = logging.getLogger("srcflask.mail")
 

@@ -46,7 +46,7 @@ import hashlib
 import math
 import time
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_login import current_user
 
 from .extensions import limiter
@@ -113,11 +113,18 @@ def reset_requests(view):
 
 
 def current_password_checks(view):
-    """Limit a view that asks the logged-in user for their current password: failed
-    attempts (the form answered with itself) per account, shared by every such view."""
+    """Limit a view that asks the logged-in user for their current password: wrong current
+    passwords (the view calls current_password_refused) per account, shared by every such
+    view. Other refusals (a weak new password, a taken email) are no guesses and cost nothing."""
     return limiter.shared_limit(_setting("LOGIN_ACCOUNT_RATE_LIMIT"), "current-password",
                                 key_func=lambda: account_key(current_user), methods=["POST"],
-                                deduct_when=_login_failed, error_message=PASSWORD_CHECKS_REFUSED)(view)
+                                deduct_when=lambda response: g.get("current_password_refused", False),
+                                error_message=PASSWORD_CHECKS_REFUSED)(view)
+
+
+def current_password_refused():
+    """Count this request against current_password_checks' allowance."""
+    g.current_password_refused = True
 
 
 def _per_account(setting, scope, message, account, methods=WRITE_METHODS):

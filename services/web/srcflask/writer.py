@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import is_database_outage
 from .metrics import GENERATION_SECONDS
-from .services import autodoc_queue
+from .services import autodoc_queue, leases
 
 log = logging.getLogger("srcflask.writer")
 
@@ -38,7 +38,6 @@ JOB_OUTCOMES = {
     False: ("refused: its lease was taken over", "autodoc_refused"),
     None: ("not saved", "autodoc_not_saved"),
 }
-ERROR_CHARS = 300
 NO_WRITER_HERE = "This process runs no writer (WRITER_IN_PROCESS=0): `flask writer run` processes write the autodocs."
 NO_MODEL_HELP = "Install one with `flask writer fetch` (needs internet) or set WRITER_MODEL_DIR to a GPT-2 folder."
 
@@ -158,10 +157,9 @@ class WriterRuntime:
                 pause = self._round(app, worker)
             except Exception as error:  # anything at all: the thread must outlive it
                 failed_rounds += 1
-                # (The exponent is bounded so that a writer failing for weeks cannot overflow it.)
-                delay = min(config["WRITER_RESTART_MAX_SECONDS"],
-                            config["WRITER_RESTART_MIN_SECONDS"] * 2 ** min(failed_rounds - 1, 20))
-                reason = self.failures[name] = describe(error)
+                delay = leases.retry_wait(failed_rounds, config["WRITER_RESTART_MIN_SECONDS"],
+                                          config["WRITER_RESTART_MAX_SECONDS"])
+                reason = self.failures[name] = leases.describe(error)
                 log.exception("writer failed (%s); retrying in %.1f s", reason, delay,
                               extra={"event": "writer_failed", "worker": worker, "error": reason,
                                      "retry_seconds": delay, "failed_rounds": failed_rounds})
@@ -256,7 +254,7 @@ class WriterRuntime:
         except Exception as error:
             for job in jobs:
                 if job.autodoc_id not in settled:
-                    self._with_database(app, "release", autodoc_queue.fail_job, job, describe(error),
+                    self._with_database(app, "release", autodoc_queue.fail_job, job, leases.describe(error),
                                         app.config["WRITER_MAX_ATTEMPTS"])
             raise
 
@@ -291,13 +289,13 @@ class WriterRuntime:
             alone = len(pending) == 1
             log.exception("writer failed on autodocs %s%s", ids, "" if alone else "; writing each alone",
                           extra={"event": "autodoc_batch_failed", "autodoc_ids": ids, "worker": worker,
-                                 "error": describe(error)})
+                                 "error": leases.describe(error)})
             if not alone:
                 for one in pending:
                     self._generate(app, writer, [one], worker, settled)
                 return
             (job, _), = pending
-            self._with_database(app, "fail", autodoc_queue.fail_job, job, describe(error),
+            self._with_database(app, "fail", autodoc_queue.fail_job, job, leases.describe(error),
                                 app.config["WRITER_MAX_ATTEMPTS"])
             settled.add(job.autodoc_id)
             return
@@ -334,14 +332,6 @@ class WriterRuntime:
             "batch_size": batch_size,
             "worker": worker,
         }
-
-
-def describe(error):
-    """An error in one line for the pages, /readyz and the autodoc's `error`: its class and
-    the first line of its message, at most ERROR_CHARS (the traceback is in the log)."""
-    message = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
-    return text[:ERROR_CHARS]
 
 
 def lower_priority(niceness):

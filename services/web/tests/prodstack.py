@@ -34,6 +34,8 @@ NGINX_CONF = WEB_ROOT.parent / "nginx" / "nginx.conf"
 ASSETS = WEB_ROOT / "srcflask" / "static" / "assets"
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Settings of the test runner's environment that must not leak into the "container".
+# The suite's Redis (rate limits): the one every machine here runs.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 _HOST_ONLY = re.compile(r"^(SRCFLASK_|WRITER_|METRICS_|GUNICORN_|LOG_|FLASK_|ADMIN_)")
 
 
@@ -75,7 +77,7 @@ def production_env(database_url, model_dir, **overrides):
         SECRET_KEY=secrets.token_hex(32), DATABASE_URL=database_url,
         WRITER_MODEL_DIR=str(model_dir),
         # The redis service: the machine's Redis, under a prefix of this stack's own.
-        RATELIMIT_STORAGE_URI=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        RATELIMIT_STORAGE_URI=REDIS_URL,
         RATELIMIT_STORAGE_PREFIX=f"srcflask-test-{uuid.uuid4().hex[:12]}",
     )
     env.update({key: str(value) for key, value in overrides.items()})

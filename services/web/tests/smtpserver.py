@@ -9,21 +9,16 @@ get a permanent 550.
 """
 import asyncio
 import email
-import socket
 import threading
 from dataclasses import dataclass
 from email import policy
 
 from aiosmtpd.controller import Controller
 
+from .prodstack import free_port
+
 HOLD_TIMEOUT = 60
 
-
-def free_port():
-    """A loopback port nothing listens on (right now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

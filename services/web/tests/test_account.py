@@ -152,6 +152,20 @@ def test_the_new_password_must_not_be_the_accounts_own_name(login_as):
     assert response.status_code == 200 and "too easy to guess" in field_error(response, "password")
 
 
+def test_only_a_wrong_current_password_counts_against_the_allowance(app, login_as, monkeypatch):
+    """Someone trying new passwords that are too weak, with their right current password,
+    is told why each time and is never locked out of the page."""
+    monkeypatch.setitem(app.config, "LOGIN_ACCOUNT_RATE_LIMIT", "3 per hour")
+    browser, user = login_as("sponsor")
+    weak = {"current_password": DEFAULT_PASSWORD, "password": "password1", "confirm": "password1"}
+    for _ in range(5):
+        response = browser.post("/account/password", weak)
+        assert response.status_code == 200 and field_error(response, "password")
+    changed = browser.post("/account/password", {"current_password": DEFAULT_PASSWORD, "password": NEW_PASSWORD,
+                                                "confirm": NEW_PASSWORD})
+    assert changed.status_code == 302
+
+
 def test_wrong_current_passwords_are_limited_per_account_like_log_ins(app, login_as, monkeypatch):
     """Failed attempts count (on the password and the email forms together); once the
     allowance is spent even the right password is refused, and nothing changes."""

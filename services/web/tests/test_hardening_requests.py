@@ -278,8 +278,7 @@ def test_gunicorn_answers_a_request_stuck_on_the_database_within_the_statement_t
     row lock answers 503 while the lock is still held (the client would give up at 30 s),
     and the entrypoint's `flask db upgrade` ran under the same settings."""
     with throwaway_database() as database_url:
-        env = production_env(database_url, tmp_path, WRITER_IN_PROCESS="0", DATABASE_STATEMENT_TIMEOUT_SECONDS="1",
-                             RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0")
+        env = production_env(database_url, tmp_path, WRITER_IN_PROCESS="0", DATABASE_STATEMENT_TIMEOUT_SECONDS="1")
         port = free_port()
         with gunicorn(env, port, tmp_path / "gunicorn.log") as server:
             seeding = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)

@@ -16,7 +16,7 @@ from srcflask.config import ConfigurationError, load_settings
 from srcflask.extensions import db
 from srcflask.mailer import MailSender
 from srcflask.models import OutboxMessage
-from srcflask.services import outbox, users
+from srcflask.services import leases, outbox, users
 
 from .factories import make_user
 from .faultkit import wait_until
@@ -184,7 +184,7 @@ def test_a_lease_shorter_than_a_slow_send_is_refused_at_start():
 
 
 def test_the_wait_between_attempts_doubles_up_to_the_maximum():
-    assert [outbox.retry_wait(attempts, 30, 3600) for attempts in (1, 2, 3, 4, 8, 9, 500)] == [
+    assert [leases.retry_wait(attempts, 30, 3600) for attempts in (1, 2, 3, 4, 8, 9, 500)] == [
         30, 60, 120, 240, 3600, 3600, 3600]
 
 

@@ -21,6 +21,7 @@ import uuid
 import pytest
 import requests
 
+from .faultkit import wait_until
 from .helpers import CSRF_META
 from .prodstack import _HOST_ONLY, WEB_ROOT, Process, StackFailed, free_port, throwaway_database
 from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
@@ -121,7 +122,10 @@ def test_it_is_served_by_gunicorn_on_the_given_port(quickstart):
 def test_one_request_is_one_log_line(quickstart):
     probe = f"/quickstart-probe-{uuid.uuid4().hex}"
     assert quickstart.browser().get(quickstart.base + probe, timeout=10).status_code == 404
-    time.sleep(0.5)  # the line is written after the answer
+    # The line is written after the answer: wait for it, then for a second one that must not come.
+    wait_until(lambda: probe in quickstart.process.output(), 30, "the request's log line")
+    quickstart.browser().get(quickstart.base + "/healthz", timeout=10)
+    wait_until(lambda: "GET /healthz" in quickstart.process.output(), 30, "the next request's log line")
     lines = [line for line in quickstart.process.output().splitlines() if probe in line]
     assert len(lines) == 1, lines
     assert LOG_LINE.match(lines[0]) and f"srcflask.request: GET {probe} 404" in lines[0]

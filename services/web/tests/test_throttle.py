@@ -27,10 +27,9 @@ from srcflask.throttle import SAVES_REFUSED
 
 from .factories import DEFAULT_PASSWORD, make_document, make_user, write_autodocs
 from .helpers import CSRF_META, html
-from .prodstack import (free_port, gunicorn, gunicorn_workers, production_env, run_entrypoint,
+from .prodstack import (REDIS_URL, free_port, gunicorn, gunicorn_workers, production_env, run_entrypoint,
                         throwaway_database)
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PRODUCTION = {"SECRET_KEY": "s" * 32, "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres"}
 
 

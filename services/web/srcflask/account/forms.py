@@ -5,10 +5,11 @@ from wtforms import EmailField, HiddenField, IntegerField, PasswordField, String
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 from wtforms.widgets import HiddenInput
 
-from ..auth.forms import ResetPasswordForm, SignupForm
+from ..auth.forms import AccountForm, ResetPasswordForm, SignupForm
 from ..forms import SiteForm
 from ..routing import MAX_ROW_ID
 from ..services import tokens
+
 
 def _current_password(field_id):
     """The current password, which the password and the email forms both ask for; each
@@ -31,25 +32,18 @@ class RevokeTokenForm(SiteForm):
     token_id = IntegerField(widget=HiddenInput(), validators=[InputRequired(), NumberRange(min=1, max=MAX_ROW_ID)])
 
 
-class ServiceErrorsForm(SiteForm):
-    """A form that shows services.users.InvalidAccount's messages next to its fields, as
-    sign-up does."""
-
-    add_errors = SignupForm.add_errors
-
-
-class ProfileForm(ServiceErrorsForm):
+class ProfileForm(AccountForm):
     name = SignupForm.name
     organization = SignupForm.organization
 
 
-class PasswordForm(ServiceErrorsForm):
+class PasswordForm(AccountForm):
     current_password = _current_password("current_password")
     password = ResetPasswordForm.password
     confirm = ResetPasswordForm.confirm
 
 
-class EmailForm(ServiceErrorsForm):
+class EmailForm(AccountForm):
     email = EmailField("New email", validators=[DataRequired("Enter the new email address.")],
                        render_kw={"autocomplete": "email"})
     current_password = _current_password("email_current_password")

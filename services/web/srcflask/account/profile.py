@@ -5,7 +5,7 @@ tokens.
 Each form posts to a URL of its own and, once done, redirects back to the page. A refused
 form shows the whole page again (200) with its errors next to its fields and what was typed
 kept (passwords aside); the other forms start empty. The forms that ask for the current
-password count wrong guesses as log-in does (throttle.current_password_checks). Log-out
+password count wrong current passwords as log-in counts failures (throttle.current_password_checks). Log-out
 everywhere is the site's log-out, which always ends every session of the account.
 """
 from flask import current_app, flash, redirect, render_template, request, url_for
@@ -55,6 +55,7 @@ def change_password():
             accounts.change_password(current_user, current_password=form.current_password.data,
                                      new_password=form.password.data)
         except users.InvalidAccount as invalid:
+            _count_wrong_current_password(invalid)
             form.add_errors(invalid.errors)
         else:
             db.session.commit()
@@ -76,6 +77,7 @@ def request_email_change():
             new_email = accounts.request_email_change(current_user, new_email=form.email.data,
                                                       current_password=form.current_password.data)
         except users.InvalidAccount as invalid:
+            _count_wrong_current_password(invalid)
             form.add_errors(invalid.errors)
         else:
             db.session.commit()
@@ -83,6 +85,11 @@ def request_email_change():
                   f"{current_user.email}.", "info")
             return redirect(url_for(".index"))
     return _account_page(email_form=form)
+
+
+def _count_wrong_current_password(invalid):
+    if "current_password" in invalid.errors:
+        throttle.current_password_refused()
 
 
 @bp.route("/email/confirm", methods=["GET", "POST"])

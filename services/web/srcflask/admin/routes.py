@@ -152,11 +152,11 @@ def send_password_reset(user_id):
 @bp.route("/users/<id:user_id>/erase", methods=["GET", "POST"])
 def erase_user(user_id):
     """The confirmation page of an erase (what goes, what stays), and the erase itself."""
-    user = db.session.get(User, user_id) or abort(404)
     form = EraseForm()
     if not form.validate_on_submit():
-        return render_template("admin/erase.html", user=user, form=form)
-    return _apply(f"{user.name}'s personal data is erased.", users.erase, _target(user_id), reason=form.reason.data)
+        return render_template("admin/erase.html", user=db.session.get(User, user_id) or abort(404), form=form)
+    user = _target(user_id)
+    return _apply(f"{user.name}'s personal data is erased.", users.erase, user, reason=form.reason.data)
 
 
 # --- documents and reviews, read-only but for restoring an archived document ---------------

@@ -18,10 +18,10 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..models import Document, Retention, User, Verdict
 from ..static.data.processeddata.models import Autodoc, Revision
+from .reviews import EXPORT_BATCH
 
 FORMAT = "srcflask-export"
 FORMAT_VERSION = 1
-EXPORT_BATCH = 500
 # The response is sent in pieces of about this size rather than one per row.
 CHUNK_CHARS = 64 * 1024
 # The lists each level of the nesting holds: a document's revisions, a revision's autodocs,

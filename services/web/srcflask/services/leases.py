@@ -77,3 +77,20 @@ def extend(model, ids, token, lease_seconds, deadline_seconds=None):
     result = db.session.execute(statement.values(lease_expires_at=now + dt.timedelta(seconds=lease_seconds)))
     db.session.commit()
     return result.rowcount
+
+
+def retry_wait(attempts, retry_min_seconds, retry_max_seconds):
+    """Seconds to wait after the `attempts`-th failure in a row: doubling from the minimum,
+    capped at the maximum (the exponent is bounded so years of retries cannot overflow)."""
+    return min(retry_max_seconds, retry_min_seconds * 2 ** min(attempts - 1, 30))
+
+
+ERROR_CHARS = 300
+
+
+def describe(error):
+    """An error in one line for a row's `error`, the pages and /readyz: its class and the
+    first line of its message, at most ERROR_CHARS (the traceback is in the log)."""
+    message = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+    return text[:ERROR_CHARS]

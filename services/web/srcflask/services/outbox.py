@@ -160,7 +160,7 @@ def mark_failed_attempt(delivery, error, *, permanent, retry_min_seconds, retry_
     when the refusal is `permanent` or its attempts are used up; commits and returns the
     new status (None when this attempt had lost its claim)."""
     failed = permanent or delivery.attempts >= max_attempts
-    wait = retry_wait(delivery.attempts, retry_min_seconds, retry_max_seconds)
+    wait = leases.retry_wait(delivery.attempts, retry_min_seconds, retry_max_seconds)
     status = db.session.scalar(
         leases.own(OutboxMessage, [delivery.id], delivery.attempt_token)
         .values(status="failed" if failed else "queued", attempt_token=None, lease_expires_at=None,
@@ -169,12 +169,6 @@ def mark_failed_attempt(delivery, error, *, permanent, retry_min_seconds, retry_
     )
     db.session.commit()
     return status
-
-
-def retry_wait(attempts, retry_min_seconds, retry_max_seconds):
-    """Seconds to wait after the `attempts`-th failed attempt: doubling from the minimum,
-    capped at the maximum (the exponent is bounded so years of retries cannot overflow)."""
-    return min(retry_max_seconds, retry_min_seconds * 2 ** min(attempts - 1, 30))
 
 
 def outbox_depth():
