@@ -14,6 +14,7 @@ from flask_login import current_user, login_user
 from .. import throttle
 from ..extensions import db
 from ..services import accounts, users
+from ..services.signed_links import LinkRefused
 from . import bp
 from .forms import ConfirmEmailForm, EmailForm, PasswordForm, ProfileForm
 
@@ -100,7 +101,7 @@ def confirm_email():
     if form.validate_on_submit():
         try:
             new_email = accounts.confirm_email_change(current_user, form.token.data)
-        except accounts.EmailLinkRefused as refused:
+        except LinkRefused as refused:
             return _link_refused(refused)
         db.session.commit()
         flash(f"Your email is now {new_email}.", "success")
@@ -108,7 +109,7 @@ def confirm_email():
     token = form.token.data if request.method == "POST" else request.args.get("token", "")
     try:
         new_email = accounts.check_email_link(current_user, token or "")
-    except accounts.EmailLinkRefused as refused:
+    except LinkRefused as refused:
         return _link_refused(refused)
     return render_template("account/confirm_email.html", form=ConfirmEmailForm(token=token), new_email=new_email)
 

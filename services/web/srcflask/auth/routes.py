@@ -7,6 +7,7 @@ from .. import throttle
 from ..extensions import db, limiter
 from ..security import ENDED_STANDINGS, is_safe_next, standing_of, start_session
 from ..services import notifications, passwords, users
+from ..services.signed_links import LinkRefused
 from . import bp
 from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
@@ -98,7 +99,7 @@ def reset_password(token):
                   "Log in with the new password.", "success")
             return redirect(url_for("auth.login"))
         passwords.check_link(token)
-    except passwords.ResetLinkRefused as refused:
+    except LinkRefused as refused:
         db.session.rollback()
         return render_template("auth/reset_refused.html", message=str(refused)), refused.status
     except users.InvalidAccount as invalid:

@@ -9,12 +9,11 @@ re-issues the session it was set from.
 **A new email is confirmed from the new mailbox** before it replaces the old one, so that a
 typo never locks anyone out of their account: asking for it (with the current password)
 emails a link to the new address and a notice to the old one ("if this wasn't you, reset
-your password"); the email changes only when the link is followed. The link carries a token
-signed with SECRET_KEY (itsdangerous, under a salt of its own) naming the account, the new
-email and a fingerprint of the account as it was when the link was sent: its current email,
-its password hash and its last email change on record. So a link
-- made up, cut short or changed is not valid (400); one older than
-  EMAIL_CHANGE_MAX_AGE_SECONDS has expired (410);
+your password"); the email changes only when the link is followed. The link is a signed link
+(services.signed_links: made up, cut short or changed → not valid, 400; older than
+EMAIL_CHANGE_MAX_AGE_SECONDS → expired, 410) naming the account, the new email and a
+fingerprint of the account as it was when the link was sent: its current email, its
+password hash and its last email change on record. So a link
 - works once: following it changes the email, which the fingerprint holds, and the audit
   row of the change (its id is in the fingerprint too) keeps it dead even if the account
   later returns to the old email (410);
@@ -29,19 +28,15 @@ in the link but the new email, which its reader already knows.
 
 Functions here flush, never commit: the caller (a view or a command) commits once.
 """
-import hashlib
-import json
-
 from flask import current_app
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import AuditEvent
 from . import audit, outbox, users
+from .signed_links import LinkRefused, SignedLinks, digest
 
-SALT = "srcflask.email-change"
 WRONG_PASSWORD = "This is not your current password."
 SAME_EMAIL = "This is already your email."
 LINK_INVALID = "This email confirmation link is not valid. Copy the whole link from the email, or ask for the change again."
@@ -51,16 +46,9 @@ LINK_USED = ("This email confirmation link was used already, or your email or pa
 LINK_OTHER_ACCOUNT = ("This email confirmation link belongs to another account. Log out, then log in as the account "
                       "that asked for the change and follow the link again.")
 EMAIL_TAKEN_NOW = "Another account has started using this email since the link was sent: it cannot be yours."
-
-
-class EmailLinkRefused(Exception):
-    """A confirmation link that cannot be used; its message is for the person who followed
-    it and `status` is the page's (400 never valid, 403 another account's, 409 the email is
-    taken, 410 no longer valid)."""
-
-    def __init__(self, message, status):
-        super().__init__(message)
-        self.status = status
+# Refused beyond a signed link's own 400 and 410: 403 another account's, 409 the email is taken.
+LINKS = SignedLinks("srcflask.email-change", "EMAIL_CHANGE_MAX_AGE_SECONDS", invalid=LINK_INVALID,
+                    expired=LINK_EXPIRED)
 
 
 def update_profile(user, *, name, organization):
@@ -117,54 +105,42 @@ def request_email_change(user, *, new_email, current_password):
     return new_email
 
 
-def _serializer():
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
-
-
 def _fingerprint(user):
     """A digest of what a link is bound to: the account's email, password hash and last
     email change on record (the audit row's id: ids only grow, whatever the clocks say)."""
     last_change = db.session.scalar(select(func.max(AuditEvent.id)).where(
         AuditEvent.action == "user.change_email", AuditEvent.target_type == "user", AuditEvent.target_id == user.id))
-    bound = json.dumps([user.email.lower(), user.password_hash, last_change])
-    return hashlib.sha256(bound.encode()).hexdigest()[:32]
+    return digest(user.email.lower(), user.password_hash, last_change)
 
 
 def email_change_token(user, new_email):
     """The token of the link that makes `new_email` (normalized) `user`'s email."""
-    return _serializer().dumps([user.id, new_email, _fingerprint(user)])
+    return LINKS.token([user.id, new_email, _fingerprint(user)])
 
 
 def _checked(user, token, *, lock):
-    """The new email a link `user` followed gives them, or EmailLinkRefused saying why not
+    """The new email a link `user` followed gives them, or LinkRefused saying why not
     (the account row locked until commit when `lock`: two uses of one link are taken one
     after the other, and the second finds the fingerprint changed)."""
-    try:
-        # Only this app signs with this key and salt: a payload that passes is one of ours.
-        user_id, new_email, fingerprint = _serializer().loads(
-            token, max_age=current_app.config["EMAIL_CHANGE_MAX_AGE_SECONDS"])
-    except SignatureExpired:
-        raise EmailLinkRefused(LINK_EXPIRED, 410) from None
-    except BadData:
-        raise EmailLinkRefused(LINK_INVALID, 400) from None
+    user_id, new_email, fingerprint = LINKS.payload(token)
     if user_id != user.id:
-        raise EmailLinkRefused(LINK_OTHER_ACCOUNT, 403)
+        raise LinkRefused(LINK_OTHER_ACCOUNT, 403)
     if lock:
         db.session.refresh(user, with_for_update=True)
     if fingerprint != _fingerprint(user):
-        raise EmailLinkRefused(LINK_USED, 410)
+        raise LinkRefused(LINK_USED, 410)
     if users.email_taken(new_email):
-        raise EmailLinkRefused(EMAIL_TAKEN_NOW, 409)
+        raise LinkRefused(EMAIL_TAKEN_NOW, 409)
     return new_email
 
 
 def check_email_link(user, token):
-    """The new email the confirmation page offers `user`, or EmailLinkRefused."""
+    """The new email the confirmation page offers `user`, or LinkRefused."""
     return _checked(user, token, lock=False)
 
 
 def confirm_email_change(user, token):
-    """Make the email a valid link names `user`'s email (EmailLinkRefused otherwise);
+    """Make the email a valid link names `user`'s email (LinkRefused otherwise);
     audited, with the old and new addresses. Returns the new email."""
     new_email = _checked(user, token, lock=True)
     old_email = user.email
@@ -174,6 +150,6 @@ def confirm_email_change(user, token):
         with db.session.begin_nested():
             user.email = new_email
     except IntegrityError:
-        raise EmailLinkRefused(EMAIL_TAKEN_NOW, 409) from None
+        raise LinkRefused(EMAIL_TAKEN_NOW, 409) from None
     audit.record(user, "user.change_email", "user", user.id, name=user.name, from_email=old_email, email=new_email)
     return new_email

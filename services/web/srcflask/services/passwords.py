@@ -1,14 +1,12 @@
 """Password resets: the link a person who forgot their password is emailed, and what
 following it may change.
 
-A reset link carries a token signed with SECRET_KEY (itsdangerous, under a salt of its own,
-so no other signed value of the site can pass for one) that names the account and a digest
-of its password hash at the time of sending. It is checked three ways when followed:
-- the signature: a token made up, cut short or changed is not valid (400);
-- its age: older than PASSWORD_RESET_MAX_AGE_SECONDS, it has expired (410);
-- the digest against the account's hash now: once the password changes, by this link or
-  any other way, every link sent before stops working (410). That is what makes a link
-  single-use without storing anything: using it changes the hash it is bound to.
+A reset link is a signed link (services.signed_links: a token made up, cut short or
+changed is not valid, 400; one older than PASSWORD_RESET_MAX_AGE_SECONDS has expired, 410)
+naming the account and a digest of its password hash at the time of sending. Once the
+password changes, by this link or any other way, every link sent before stops working
+(410): using a link changes the hash it is bound to, so it is single-use without storing
+anything.
 
 Nothing is written when a link is sent from the forgot-password page but the email itself
 (the outbox row, services.outbox), and an email with no account costs the same work
@@ -20,16 +18,13 @@ the person logs in afresh, where their standing is applied as always.
 
 Functions here flush, never commit: the caller commits once.
 """
-import hashlib
-
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ..extensions import db
 from ..models import User
 from . import audit, outbox, users
+from .signed_links import LinkRefused, SignedLinks, digest
 
-SALT = "srcflask.password-reset"
 TEMPLATE = "password_reset"
 # The recipient of the link that request_reset writes, and never commits, for an email with
 # no account (.invalid: a domain that can never receive mail).
@@ -38,53 +33,29 @@ INVALID = "This password reset link is not valid. Copy the whole link from the e
 EXPIRED = "This password reset link has expired. Ask for a new one."
 USED = ("This password reset link was used already, or the password was changed since it was sent. "
         "Ask for a new one if you still need it.")
-
-
-class ResetLinkRefused(Exception):
-    """A reset link that cannot be used; its message is for the person who followed it and
-    `status` is the page's: 400 for a link that never was valid, 410 for one that was."""
-
-    def __init__(self, message, status):
-        super().__init__(message)
-        self.status = status
-
-
-def _serializer():
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
-
-
-def _password_digest(user):
-    """What a link is bound to: a digest of the password hash (the hash itself never
-    leaves the database, not even inside a signed token)."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:32]
+LINKS = SignedLinks("srcflask.password-reset", "PASSWORD_RESET_MAX_AGE_SECONDS", invalid=INVALID, expired=EXPIRED)
 
 
 def reset_token(user):
     """A token for `user`'s reset link, valid until the password changes or it expires."""
-    return _serializer().dumps([user.id, _password_digest(user)])
+    return LINKS.token([user.id, digest(user.password_hash)])
 
 
 def _user_for_token(token, *, lock):
     """The account a valid, unexpired link names while its password is unchanged (locked
     until commit when `lock`, so that two uses of one link are taken one after the other and
-    the second finds the hash changed); ResetLinkRefused otherwise."""
-    try:
-        # Only this app signs with this key and salt: a payload that passes is one of ours.
-        user_id, digest = _serializer().loads(token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"])
-    except SignatureExpired:
-        raise ResetLinkRefused(EXPIRED, 410) from None
-    except BadSignature:
-        raise ResetLinkRefused(INVALID, 400) from None
+    the second finds the hash changed); LinkRefused otherwise."""
+    user_id, bound = LINKS.payload(token)
     user = users.get_user_for_update(user_id) if lock else db.session.get(User, user_id)
     if user is None:
-        raise ResetLinkRefused(INVALID, 400)
-    if digest != _password_digest(user):
-        raise ResetLinkRefused(USED, 410)
+        raise LinkRefused(INVALID, 400)
+    if bound != digest(user.password_hash):
+        raise LinkRefused(USED, 410)
     return user
 
 
 def check_link(token):
-    """The account whose reset page `token` opens, or ResetLinkRefused saying why not."""
+    """The account whose reset page `token` opens, or LinkRefused saying why not."""
     return _user_for_token(token, lock=False)
 
 
