@@ -143,6 +143,48 @@ class Settings(BaseSettings):
     WRITER_TF_INTER_THREADS: int = Field(0, ge=0, le=256)
     WRITER_NICE: int = Field(0, ge=0, le=19)
 
+    # Training sets (services/trainingsets.py): approved autodocs split by document into a
+    # training and a validation side. A fixed seed makes the same reviews give the same
+    # split, byte for byte; the minimums refuse a set too small to train on or to measure
+    # a model by (a validation side of one document says nothing about a model).
+    TRAINING_SET_SEED: int = Field(1234, ge=0, le=2**32 - 1)
+    TRAINING_VALIDATION_SHARE: float = Field(0.2, ge=0.05, le=0.5)
+    TRAINING_MIN_VALIDATION_DOCUMENTS: int = Field(2, ge=1, le=100_000)
+    TRAINING_MIN_TRAIN_DOCUMENTS: int = Field(2, ge=1, le=100_000)
+    # Where training-set files are written, once each, read-only (the owner's layout: beside
+    # the other processed data, never served).
+    TRAINING_DATA_DIR: str = str(WEB_ROOT / "srcflask" / "static" / "data" / "processed_data" / "trainingsets")
+
+    # The trainer (srcflask/trainer.py, `flask model train --queued`). Its niceness leaves the
+    # cores to the writer and the pages first: training takes hours anyway, autodocs should not
+    # wait for it. 19, below the production writer's 10: niceness only orders processes that
+    # share a scheduler group, so the compose files also give the trainer's container a small
+    # CPU weight (cpu_shares) against web's. A run's lease is renewed every third of it while training goes on; a trainer
+    # that stops renewing it (killed, its machine gone) has its run marked failed by the next claim.
+    TRAINER_NICE: int = Field(19, ge=0, le=19)
+    TRAINER_LEASE_SECONDS: int = Field(120, ge=1, le=86_400)
+    TRAINER_POLL_SECONDS: Seconds = 5.0
+    # Where `flask model register` copies a model and `flask writer fetch --model NAME` downloads
+    # one (a folder per name): the owner's layout, static/mlmodels/seedmlmodels/, never served. A
+    # deployment may point it at a volume, so that the registered folders outlive the container.
+    SEED_MODELS_DIR: str = str(WEB_ROOT / "srcflask" / "static" / "mlmodels" / "seedmlmodels")
+    # Where retrained models are written (one folder per model, <name>-v<version>): the owner's
+    # layout, static/mlmodels/retrainedmodels/, never served.
+    RETRAINED_MODELS_DIR: str = str(WEB_ROOT / "srcflask" / "static" / "mlmodels" / "retrainedmodels")
+    # A training run's settings when the admin leaves them out. A few epochs with early stopping
+    # on the validation loss, and a learning rate small enough not to wreck GPT-2's pretraining on
+    # a few hundred pairs (5e-5, the usual rate for fine-tuning it).
+    TRAINING_EPOCHS: int = Field(3, ge=1, le=1000)
+    TRAINING_BATCH_SIZE: int = Field(8, ge=1, le=256)
+    TRAINING_LEARNING_RATE: float = Field(5e-5, gt=0, le=1)
+    TRAINING_WEIGHT_DECAY: float = Field(0.01, ge=0, le=1)
+    TRAINING_PATIENCE: int = Field(1, ge=0, le=1000)
+    TRAINING_SEED: int = Field(42, ge=0, le=2**32 - 1)
+    # Prompt + continuation tokens per pair (the writer's 64 + 60 fit in 128).
+    TRAINING_MAX_TOKENS: int = Field(128, ge=2, le=4096)
+    # Off until the benchmark says the XLA-compiled train step pays for its compilation here.
+    TRAINING_JIT_COMPILE: bool = False
+
     # The site's address as people reach it, for the links in emails (no request to take it from).
     SITE_URL: str = Field("http://localhost:5000", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
     # Email (services/outbox.py): "log" writes each message to the log (no mail server
@@ -168,6 +210,10 @@ class Settings(BaseSettings):
     MAIL_RETRY_MIN_SECONDS: Seconds = 30.0
     MAIL_RETRY_MAX_SECONDS: Seconds = 3600.0
     MAIL_MAX_ATTEMPTS: int = Field(50, ge=1, le=1000)
+    # The hour (UTC, 0-23) from which each day's digest of notifications goes out to the
+    # people who chose one (services/notifications.py): one hour for everyone, so a
+    # digest arrives at a predictable time instead of drifting with each sender's rounds.
+    DIGEST_HOUR_UTC: int = Field(7, ge=0, le=23)
 
     @field_validator("MAIL_LEASE_SECONDS")
     @classmethod

@@ -7,6 +7,12 @@ nothing is due. When the server cannot be reached the round ends at the first me
 so a mail server that is down costs one connection attempt per MAIL_POLL_SECONDS, and
 each message waits its own backoff. Like the writer, the thread outlives any error of a
 round (a database outage, a bug): it is logged and the next round starts after the poll.
+
+Each round first queues the daily digests of notifications that are due
+(services/notifications.send_due_digests), a batch at a time with the outbox drained
+between batches, so the digests go out in the same round and a morning of many digests
+does not hold up a password reset. A digest pass that fails is logged and the outbox is
+drained all the same: a bug in the digests must not stop every other email.
 """
 import logging
 import os
@@ -17,8 +23,8 @@ import threading
 from flask_mailman import EmailMultiAlternatives
 from flask_mailman.backends.base import BaseEmailBackend
 
-from .extensions import mail
-from .services import outbox
+from .extensions import db, mail
+from .services import notifications, outbox
 from .services.leases import describe
 
 log = logging.getLogger("srcflask.mail")
@@ -77,16 +83,38 @@ class MailSender:
             self._stop.wait(app.config["MAIL_POLL_SECONDS"])
 
     def _round(self, config, worker):
-        """Send due messages over one connection until none is left or the server cannot be
-        reached (a server that is down gets one connection attempt per round)."""
+        """Queue the due digests and send due messages over one connection, until none is
+        left or the server cannot be reached (a server that is down gets one connection
+        attempt per round)."""
         connection = mail.get_connection()
         try:
             while not self._stop.is_set():
-                delivery = outbox.claim_message(worker, config["MAIL_LEASE_SECONDS"], config["MAIL_MAX_ATTEMPTS"])
-                if delivery is None or not self._deliver(connection, delivery, config, worker):
+                more_digests = self._queue_digests(config, worker)
+                if not self._drain(connection, config, worker) or not more_digests:
                     return
         finally:
             _close(connection)
+
+    @staticmethod
+    def _queue_digests(config, worker):
+        """One batch of due digests into the outbox; True when there may be more."""
+        try:
+            return notifications.send_due_digests(config["DIGEST_HOUR_UTC"]) == notifications.DIGEST_BATCH
+        except Exception as error:  # logged; the outbox is still drained (see the module's docstring)
+            db.session.rollback()
+            log.exception("digests not queued (%s)", describe(error),
+                          extra={"event": "mail_digests_failed", "worker": worker, "error": describe(error)})
+            return False
+
+    def _drain(self, connection, config, worker):
+        """Send due messages until none is left (True) or the server cannot be reached (False)."""
+        while not self._stop.is_set():
+            delivery = outbox.claim_message(worker, config["MAIL_LEASE_SECONDS"], config["MAIL_MAX_ATTEMPTS"])
+            if delivery is None:
+                return True
+            if not self._deliver(connection, delivery, config, worker):
+                return False
+        return False
 
     def _deliver(self, connection, delivery, config, worker):
         """Send one message and record the outcome; False when the server could not be

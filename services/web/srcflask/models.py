@@ -5,7 +5,11 @@ Revisions and autodocs live in static/data/processeddata, as the owner's layout 
 they are imported at the bottom so that every model is registered with one import.
 """
 from flask_login import UserMixin
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, func, inspect, text, true
+from sqlalchemy import (
+    JSON, BigInteger, CheckConstraint, Float, ForeignKey, Index, String, Text, UniqueConstraint, cast, false,
+    func, inspect, text, true,
+)
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -49,6 +53,10 @@ class User(UserMixin, db.Model):
     # When an admin erased the account at its holder's request (services.users.erase): its
     # personal data is gone, the row stays for what refers to it (revisions, verdicts, audit).
     erased_at: Mapped[TimestampOrNone]
+    # When the last daily digest of notifications was due and done for this account (sent,
+    # or nothing new to send): the mail senders' conditional update of it is what keeps two
+    # of them from both sending one day's digest (services/notifications.py).
+    digest_sent_at: Mapped[TimestampOrNone]
 
     decided_by: Mapped["User | None"] = relationship(remote_side=[id])
 
@@ -203,6 +211,33 @@ class Notification(db.Model):
     autodoc_id: Mapped[int | None] = mapped_column(ForeignKey("autodocs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[Timestamp]
     read_at: Mapped[TimestampOrNone]
+    # When it went out by email (at once, or in a digest): never twice.
+    emailed_at: Mapped[TimestampOrNone]
+
+
+# The notifications a person may also have emailed (opt-in), and how.
+EMAILED_NOTIFICATION_KINDS = ("autodoc_ready", "autodoc_failed", "autodoc_reviewed", "document_assigned")
+DELIVERIES = ("immediate", "daily")
+
+
+class NotificationPreference(db.Model):
+    """One kind of notification a person chose to have emailed, at once or in the daily
+    digest. No row means no email: email is opt-in. `chosen_at` is when this delivery was
+    chosen; a digest carries only the notifications since, not the years before."""
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = (
+        CheckConstraint(_in("kind", EMAILED_NOTIFICATION_KINDS), name="kind"),
+        CheckConstraint(_in("delivery", DELIVERIES), name="delivery"),
+        # The digest pass looks for the users with a daily kind.
+        Index("ix_notification_preferences_daily", "user_id",
+              postgresql_where=text("delivery = 'daily'"), sqlite_where=text("delivery = 'daily'")),
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    delivery: Mapped[str] = mapped_column(String(16))
+    chosen_at: Mapped[Timestamp]
 
 
 class AuditEvent(db.Model):
@@ -280,6 +315,158 @@ class OutboxMessage(db.Model):
     created_at: Mapped[Timestamp]
     sent_at: Mapped[TimestampOrNone]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# The model registry and retraining ---------------------------------------------------------
+
+MODEL_KINDS = ("seed", "retrained")
+MODEL_STATES = ("candidate", "active", "retired")
+TRAINING_RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class WriterModel(db.Model):
+    """A GPT-2 the writers may use, seed (fetched or copied in) or retrained here, with the
+    sha256 of each of its files taken once, at registration: the writer checks them before
+    it loads the folder (services/registry.py). At most one model is `active` — the one every
+    writer uses — and the database holds that rule (a partial unique index), so two admins
+    promoting at the same moment can never leave two."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        CheckConstraint(_in("kind", MODEL_KINDS), name="kind"),
+        CheckConstraint(_in("state", MODEL_STATES), name="state"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        UniqueConstraint("name", "version", name="uq_models_name_version"),
+        Index("uq_models_one_active", "state", unique=True,
+              postgresql_where=text("state = 'active'"), sqlite_where=text("state = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    # Relative to the app's static/mlmodels/ when the folder is inside it (the app can move),
+    # absolute otherwise (a WRITER_MODEL_DIR registered in place).
+    path: Mapped[str] = mapped_column(String(500))
+    files: Mapped[dict] = mapped_column(JSON)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    parameters: Mapped[int] = mapped_column(BigInteger)
+    shape: Mapped[dict] = mapped_column(JSON)
+    generation: Mapped[dict] = mapped_column(JSON)
+    training: Mapped[dict | None] = mapped_column(JSON)
+    # use_alter: models and training_sets refer to each other (a set's tokenizer model).
+    training_set_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_sets.id", use_alter=True, name="fk_models_training_set_id_training_sets"))
+    state: Mapped[str] = mapped_column(String(16), server_default="candidate")
+    # Why the writer refused the folder (its files no longer match their hashes); cleared
+    # when a check passes again.
+    integrity_error: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[Timestamp]
+    promoted_at: Mapped[TimestampOrNone]
+    retired_at: Mapped[TimestampOrNone]
+
+    parent: Mapped["WriterModel | None"] = relationship(remote_side=[id])
+    training_set: Mapped["TrainingSet | None"] = relationship(foreign_keys=[training_set_id])
+    created_by: Mapped[User | None] = relationship()
+    # Its validation figures, one per training set it was measured on (the Models page, the API).
+    evaluations: Mapped[list["ModelEvaluation"]] = relationship(
+        viewonly=True, order_by="ModelEvaluation.created_at, ModelEvaluation.id")
+
+    @hybrid_property
+    def label(self):
+        return f"{self.name} v{self.version}"
+
+    @label.inplace.expression
+    @classmethod
+    def _label_expression(cls):
+        return cls.name + " v" + cast(cls.version, String)
+
+    def __repr__(self):
+        return f"<WriterModel {self.id} {self.label} {self.state}>"
+
+
+class ModelEvaluation(db.Model):
+    """One model's loss and perplexity on one training set's validation side: what the
+    promotion gate compares (a candidate against the active model, on the same pairs)."""
+
+    __tablename__ = "model_evaluations"
+    __table_args__ = (UniqueConstraint("model_id", "training_set_id", name="uq_model_evaluations_model_set"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    training_set_id: Mapped[int] = mapped_column(ForeignKey("training_sets.id", ondelete="CASCADE"), index=True)
+    loss: Mapped[float] = mapped_column(Float)
+    perplexity: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[int]
+    created_at: Mapped[Timestamp]
+
+    model: Mapped[WriterModel] = relationship()
+    training_set: Mapped["TrainingSet"] = relationship()
+
+
+class TrainingSet(db.Model):
+    """An immutable JSON Lines file of (prompt, continuation) pairs from reviewed autodocs,
+    split by document, with what it holds (services/trainingsets.py)."""
+
+    __tablename__ = "training_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Relative to the app's static/data/.
+    path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    verdicts: Mapped[list] = mapped_column(JSON)
+    seed: Mapped[int]
+    train_documents: Mapped[int]
+    train_pairs: Mapped[int]
+    train_tokens: Mapped[int]
+    validation_documents: Mapped[int]
+    validation_pairs: Mapped[int]
+    validation_tokens: Mapped[int]
+    # Whose tokenizer counted the tokens.
+    tokenizer_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    # The newest verdict it had seen, for "N reviews since".
+    last_verdict_id: Mapped[int] = mapped_column(server_default="0")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[Timestamp]
+
+    tokenizer_model: Mapped[WriterModel | None] = relationship(foreign_keys=[tokenizer_model_id])
+    created_by: Mapped[User | None] = relationship()
+
+
+class TrainingRun(db.Model):
+    """A fine-tuning job, queued by an admin and run by a trainer process; its claim columns
+    are the ones services/leases.py works on, as the autodocs' and the outbox's are."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        CheckConstraint(_in("status", TRAINING_RUN_STATUSES), name="status"),
+        Index("ix_training_runs_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    parent_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    training_set_id: Mapped[int] = mapped_column(ForeignKey("training_sets.id"))
+    settings: Mapped[dict] = mapped_column(JSON)
+    progress: Mapped[dict | None] = mapped_column(JSON)
+    cancel_requested: Mapped[bool] = mapped_column(server_default=false())
+    result_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    attempt_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[TimestampOrNone]
+    worker: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[TimestampOrNone]
+    queued_at: Mapped[Timestamp]
+    finished_at: Mapped[TimestampOrNone]
+
+    parent: Mapped[WriterModel] = relationship(foreign_keys=[parent_id])
+    training_set: Mapped[TrainingSet] = relationship()
+    result_model: Mapped[WriterModel | None] = relationship(foreign_keys=[result_model_id])
+    requested_by: Mapped[User | None] = relationship()
 
 
 from .static.data.processeddata.models import Autodoc, Revision  # noqa: E402,F401  (registers them)

@@ -6,6 +6,17 @@ leases, attempt tokens) lives in services/autodoc_queue.py; this module only run
 With no model installed the writer waits and retries, so queued autodocs stay queued and
 drain once a model is put in place.
 
+Which model: the registry's active one (services/registry.py), loaded only from its
+registered local folder and only once its files match the hashes recorded at registration
+(a changed or corrupt folder is refused, the reason kept on the model's row for the Models
+page and /readyz). Before each batch claim a writer thread reads the active model (one small
+query) and, when it is another model than the one loaded (compared by id, folder and file
+hashes: a registry emptied and filled again gets new ids for the same files), switches:
+loads and compiles the new one, then claims. A batch is written by the model its round
+started with from start to end, and each autodoc records it (autodocs.model_id, the stamp).
+An installation from before the registry has its WRITER_MODEL_DIR registered in place as the
+first (active) seed model by the first round that loads it.
+
 Each writer thread supervises itself: any unexpected error of a round (a corrupt weights
 file, out of memory while loading or compiling, a bug in building prompts) is logged with
 its traceback, gives the jobs the round held back to the queue at once, is reported as the
@@ -19,14 +30,16 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, has_app_context
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import is_database_outage
+from .extensions import db
 from .metrics import GENERATION_SECONDS
-from .services import autodoc_queue, leases
+from .services import autodoc_queue, leases, registry
 
 log = logging.getLogger("srcflask.writer")
 
@@ -47,6 +60,20 @@ def model_installed(model_dir):
     return (Path(model_dir) / "config.json").is_file()
 
 
+@dataclass(frozen=True)
+class CurrentModel:
+    """The loaded writer and the registry's model it is: what a round writes with."""
+
+    writer: object  # static/src/evaluation/autodocwriter.AutodocWriter
+    model_id: int
+    label: str
+    folder: str  # resolved
+    files: dict  # {file: sha256} as registered
+
+    def same_files(self, model):
+        return self.folder == str(registry.model_folder(model).resolve()) and self.files == model.files
+
+
 class WriterRuntime:
     """init_app-style holder of this process's writer threads and model state."""
 
@@ -54,14 +81,19 @@ class WriterRuntime:
         self._lock = threading.Lock()
         self._threads = []
         self._stop = threading.Event()
-        self._autodoc_writer = None
+        self._app = None
+        self._current = None
         self.model_error = None
+        # (label, why) while the registry's active model is refused: its files do not match
+        # their hashes. The writer waits (autodocs stay queued) and checks again.
+        self.refused = None
         # {writer thread's name: why its last round failed}; a round that goes through
         # removes its thread's entry.
         self.failures = {}
 
     def init_app(self, app):
         app.extensions["writer"] = self
+        self._app = app
         app.add_template_global(self.problem, "writer_problem")
         if app.config["WRITER_IN_PROCESS"]:
             # Started with the server by gunicorn's post_worker_init (production and the
@@ -72,11 +104,15 @@ class WriterRuntime:
 
     def problem(self):
         """What keeps autodocs from being written, in words for the pages; None when the
-        writer has (or can load) a model. Cheap: a file check, no loading."""
+        writer has (or can load) a model. Cheap: a file check, no loading, no query."""
         if self.failure:
             return f"The writer failed: {self.failure}. It retries by itself; autodocs wait in the queue."
+        if self.refused:
+            label, error = self.refused
+            return (f"The writer refuses the active model {label}: {error} Autodocs wait in the queue until its "
+                    "files are put back or an admin rolls back to another model.")
         model_dir = current_app.config["WRITER_MODEL_DIR"]
-        if not model_installed(model_dir):
+        if self._current is None and not model_installed(model_dir):
             return f"The writer has no model installed (looked in {model_dir}), so autodocs wait in the queue. {NO_MODEL_HELP}"
         if self.model_error:
             return f"The writer cannot load its model: {self.model_error}"
@@ -84,14 +120,21 @@ class WriterRuntime:
 
     def state(self):
         """This process's writer as /readyz and the dashboard show it: {"state": elsewhere,
-        failed, loaded, unavailable, loading or not running, and what goes with it}."""
+        failed, refused (the active model's files do not match their hashes), loaded,
+        unavailable, loading or not running, and what goes with it}. No query: the Models page
+        shows a refusal by writers elsewhere (models.integrity_error)."""
         if not current_app.config["WRITER_IN_PROCESS"]:
             return {"state": "elsewhere", "detail": NO_WRITER_HERE}
         if self.failure:
             return {"state": "failed", "reason": self.failure, "detail": self.problem()}
-        info = self.loaded_info
-        if info:
-            return {"state": "loaded", "model": info.get("name"), "load_seconds": info.get("load_seconds")}
+        if self.refused:  # before `loaded`: the model loaded before may still be in memory, unused
+            label, error = self.refused
+            return {"state": "refused", "model": label, "reason": error, "detail": self.problem()}
+        current = self._current
+        if current is not None:
+            info = current.writer.loaded.info
+            return {"state": "loaded", "model": info.get("name"), "registered_as": current.label,
+                    "model_id": current.model_id, "load_seconds": info.get("load_seconds")}
         problem = self.problem()
         if problem:
             return {"state": "unavailable", "detail": problem}
@@ -102,8 +145,8 @@ class WriterRuntime:
     @property
     def loaded_info(self):
         """What identifies the loaded model (name, load_seconds ...), None before it is loaded."""
-        writer = self._autodoc_writer
-        return writer.loaded.info if writer is not None else None
+        current = self._current
+        return current.writer.loaded.info if current is not None else None
 
     @property
     def running(self):
@@ -141,7 +184,7 @@ class WriterRuntime:
     def forget_model(self):
         """Drop the loaded writer so the next use loads again, as a fresh process would."""
         with self._lock:
-            self._autodoc_writer = None
+            self._current = self.refused = None
 
     def run(self, app, until_idle=False):
         """Drain the queue until stopped, supervised (see the module's docstring); with
@@ -176,17 +219,21 @@ class WriterRuntime:
             self._stop.wait(pause)
 
     def _round(self, app, worker):
-        """Load the model if needed, claim a batch and write it; returns the seconds to wait
-        before the next round (None: go on at once)."""
+        """Make sure the registry's active model is the one loaded (switching if not), claim a
+        batch and write it with that model; returns the seconds to wait before the next round
+        (None: go on at once)."""
         config = app.config
-        writer = self.load(config)
-        if writer is None:
-            return config["WRITER_MODEL_RETRY_SECONDS"]
+        current, pause = self._current_model(app)
+        if current is None:
+            return pause
+        # The model is in hand: a failure of an earlier round (most often loading it) is over,
+        # and the pages must not report it while this batch is written.
+        self.failures.pop(threading.current_thread().name, None)
         jobs = self._with_database(app, "claim", autodoc_queue.claim_jobs, worker, config["WRITER_BATCH_SIZE"],
                                    config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"], give_up=True)
         if not jobs:
             return config["WRITER_POLL_SECONDS"]
-        self._write(app, writer, jobs, worker)
+        self._write(app, current, jobs, worker)
         return None
 
     def _with_database(self, app, what, action, *args, give_up=False):
@@ -212,45 +259,127 @@ class WriterRuntime:
                 return None
 
     def load(self, config):
-        """The process's AutodocWriter, loading and compiling it on first use; None while no
-        model is installed (the reason is kept for `flask writer status` and the pages)."""
-        if self._autodoc_writer is not None:
-            return self._autodoc_writer
-        from .static.mlmodels.seedmlmodels.headmodel import ModelNotInstalled, load_model
+        """This process's AutodocWriter for the registry's active model, loading (or switching
+        to) it first if needed; None while there is no model to load. `config` is the app's."""
+        app = current_app._get_current_object() if has_app_context() else self._app
+        current, _ = self._current_model(app)
+        return current.writer if current is not None else None
+
+    def _current_model(self, app):
+        """(CurrentModel, None) for the registry's active model, loaded and compiled; (None,
+        seconds to wait) while there is none to load, the database does not answer or the
+        active model's folder is refused. A loading error (a corrupt weights file) goes up."""
+        checked = self._with_database(app, "model check", _active_model, give_up=True)
+        if checked is None:  # the database does not answer; try again on the next round
+            return None, app.config["WRITER_POLL_SECONDS"]
+        active, = checked
+        current = self._current
+        if active is not None and current is not None and current.same_files(active):
+            if current.model_id != active.id:  # the registry was emptied and refilled: new ids, same files
+                self._current = current = replace(current, model_id=active.id, label=active.label)
+            return current, None
+        with self._lock:
+            if active is None:
+                current = self._adopt_installed(app)
+            else:
+                current = self._switch(app, active)
+        if current is None:
+            return None, app.config["WRITER_MODEL_RETRY_SECONDS"]
+        return current, None
+
+    def _adopt_installed(self, app):
+        """No model registered yet: load WRITER_MODEL_DIR (an installation from before the
+        registry, the quick start, a fetched model) and register it in place; loading first,
+        so that a folder that cannot be loaded is never registered."""
+        from .static.mlmodels.seedmlmodels.headmodel import ModelNotInstalled
+
+        model_dir = str(Path(app.config["WRITER_MODEL_DIR"]).resolve())
+        current = self._current
+        if current is None or current.folder != model_dir:
+            try:
+                writer = self._build(app.config, model_dir)
+            except ModelNotInstalled as error:
+                self._no_model(str(error))
+                return None
+        else:
+            writer = current.writer
+        active = self._with_database(app, "registration", _adopt, model_dir)
+        if active is None:  # the database did not answer
+            return None
+        if str(registry.model_folder(active).resolve()) != model_dir:  # another writer registered another first
+            return self._switch(app, active)
+        if current is not None and current.folder == model_dir and current.files != active.files:
+            writer = self._build(app.config, model_dir)  # its files changed since they were loaded
+        return self._use(CurrentModel(writer, active.id, active.label, model_dir, active.files))
+
+    def _switch(self, app, active):
+        """Load the registry's active model after checking its files against their hashes;
+        None when they do not match (the reason goes on the model's row) or the check could
+        not be recorded."""
+        current = self._current
+        if current is not None and current.same_files(active):  # another thread switched meanwhile
+            return current
+        folder = str(registry.model_folder(active).resolve())
+        try:
+            registry.verify(active)
+        except registry.ModelIntegrityError as error:
+            self._with_database(app, "integrity", _record_integrity, active.id, str(error))
+            if self.model_error != str(error):
+                log.error("writer refuses model %s: %s", active.label, error,
+                          extra={"event": "writer_model_refused", "model_id": active.id, "reason": str(error)})
+            self.model_error, self.refused = str(error), (active.label, str(error))
+            return None
+        if active.integrity_error:
+            self._with_database(app, "integrity", _record_integrity, active.id, None)
+        writer = self._build(app.config, folder)
+        if current is not None and current.folder != folder:
+            from .static.mlmodels.seedmlmodels.headmodel import forget_model
+
+            forget_model(current.folder)  # its memory goes once the batches still using it end
+        log.info("writer switched to model %s", active.label,
+                 extra={"event": "writer_model_switched", "model_id": active.id,
+                        "previous_model_id": current.model_id if current is not None else None})
+        return self._use(CurrentModel(writer, active.id, active.label, folder, active.files))
+
+    def _use(self, current):
+        self.model_error = self.refused = None
+        self._current = current
+        return current
+
+    def _no_model(self, reason):
+        if self.model_error != reason:
+            log.warning("writer waiting for a model: %s", reason, extra={"event": "writer_no_model", "reason": reason})
+        self.model_error = reason
+
+    @staticmethod
+    def _build(config, folder):
+        """Load the GPT-2 in `folder` afresh (its files may have changed since it was last
+        loaded in this process) and compile the writer's programs; ModelNotInstalled when the
+        folder lacks what a GPT-2 needs."""
+        from .static.mlmodels.seedmlmodels.headmodel import forget_model, load_model
         from .static.src.evaluation.autodocwriter import AutodocWriter
 
-        with self._lock:
-            if self._autodoc_writer is None:
-                try:
-                    loaded = load_model(config["WRITER_MODEL_DIR"],
-                                        intra_op_threads=config["WRITER_TF_INTRA_THREADS"] or None,
-                                        inter_op_threads=config["WRITER_TF_INTER_THREADS"] or None)
-                except ModelNotInstalled as error:
-                    if self.model_error != str(error):
-                        log.warning("writer waiting for a model: %s", error,
-                                    extra={"event": "writer_no_model", "reason": str(error)})
-                    self.model_error = str(error)
-                    return None
-                writer = AutodocWriter(loaded, max_new_tokens=config["WRITER_MAX_NEW_TOKENS"],
-                                       context_tokens=config["WRITER_CONTEXT_TOKENS"])
-                started = time.perf_counter()
-                writer.warm_up()
-                compile_seconds = round(time.perf_counter() - started, 2)
-                log.info("writer ready: model %s, compiled in %.1f s", loaded.info.get("name"), compile_seconds,
-                         extra={"event": "writer_ready", "model": loaded.info.get("name"),
-                                "load_seconds": loaded.info.get("load_seconds"), "compile_seconds": compile_seconds})
-                self.model_error = None
-                self._autodoc_writer = writer
-        return self._autodoc_writer
+        forget_model(folder)
+        loaded = load_model(folder, intra_op_threads=config["WRITER_TF_INTRA_THREADS"] or None,
+                            inter_op_threads=config["WRITER_TF_INTER_THREADS"] or None)
+        writer = AutodocWriter(loaded, max_new_tokens=config["WRITER_MAX_NEW_TOKENS"],
+                               context_tokens=config["WRITER_CONTEXT_TOKENS"])
+        started = time.perf_counter()
+        writer.warm_up()
+        compile_seconds = round(time.perf_counter() - started, 2)
+        log.info("writer ready: model %s, compiled in %.1f s", loaded.info.get("name"), compile_seconds,
+                 extra={"event": "writer_ready", "model": loaded.info.get("name"),
+                        "load_seconds": loaded.info.get("load_seconds"), "compile_seconds": compile_seconds})
+        return writer
 
-    def _write(self, app, writer, jobs, worker):
+    def _write(self, app, current, jobs, worker):
         """Write the claimed jobs. Whatever fails outside generate (building prompts, a bug),
         the jobs not yet settled are given back at once through the queue's own conditional
         write (each keeps the attempt it used), not left `running` until their lease runs
         out, and the error goes up to run's supervision."""
         settled = set()
         try:
-            self._write_claimed(app, writer, jobs, worker, settled)
+            self._write_claimed(app, current, jobs, worker, settled)
         except Exception as error:
             for job in jobs:
                 if job.autodoc_id not in settled:
@@ -258,16 +387,17 @@ class WriterRuntime:
                                         app.config["WRITER_MAX_ATTEMPTS"])
             raise
 
-    def _write_claimed(self, app, writer, jobs, worker, settled):
+    def _write_claimed(self, app, current, jobs, worker, settled):
         from .static.src.features.doctokenization import build_prompt
 
         config = app.config
-        prompts = [build_prompt(writer.tokenizer, job.title, job.body, config["WRITER_CONTEXT_TOKENS"])
+        prompts = [build_prompt(current.writer.tokenizer, job.title, job.body, config["WRITER_CONTEXT_TOKENS"])
                    for job in jobs]
         for job, prompt in zip(jobs, prompts):
             if prompt is None:
-                stamp = self._stamp(writer, job, "", 0.0, 0, worker)
-                written = self._with_database(app, "write", autodoc_queue.complete_job, job, "", "", stamp)
+                stamp = self._stamp(current, job, "", 0.0, 0, worker)
+                written = self._with_database(app, "write", autodoc_queue.complete_job, job, "", "", stamp,
+                                              current.model_id)
                 settled.add(job.autodoc_id)
                 self._log_job(job, written, 0.0, 0, worker)
         pending = [(job, prompt) for job, prompt in zip(jobs, prompts) if prompt is not None]
@@ -275,15 +405,15 @@ class WriterRuntime:
             return
         with _Heartbeat(app, [job for job, _ in pending], config["WRITER_LEASE_SECONDS"],
                         config["WRITER_JOB_DEADLINE_SECONDS"]):
-            self._generate(app, writer, pending, worker, settled)
+            self._generate(app, current, pending, worker, settled)
 
-    def _generate(self, app, writer, pending, worker, settled):
+    def _generate(self, app, current, pending, worker, settled):
         """One generate call for the (job, prompt) pairs, each text stored as it is written.
         When a batch fails, its jobs are tried again each alone: one input that makes the
         model fail then uses up only its own attempts, and the others are written."""
         started = time.perf_counter()
         try:
-            continuations = writer.write([prompt for _, prompt in pending])
+            continuations = current.writer.write([prompt for _, prompt in pending])
         except Exception as error:  # any failure of generation: retried, then reported
             ids = [job.autodoc_id for job, _ in pending]
             alone = len(pending) == 1
@@ -292,7 +422,7 @@ class WriterRuntime:
                                  "error": leases.describe(error)})
             if not alone:
                 for one in pending:
-                    self._generate(app, writer, [one], worker, settled)
+                    self._generate(app, current, [one], worker, settled)
                 return
             (job, _), = pending
             self._with_database(app, "fail", autodoc_queue.fail_job, job, leases.describe(error),
@@ -302,9 +432,9 @@ class WriterRuntime:
         seconds = time.perf_counter() - started
         GENERATION_SECONDS.observe(seconds)
         for (job, prompt), continuation in zip(pending, continuations):
-            stamp = self._stamp(writer, job, prompt.text, seconds, len(pending), worker)
+            stamp = self._stamp(current, job, prompt.text, seconds, len(pending), worker)
             written = self._with_database(app, "write", autodoc_queue.complete_job,
-                                          job, prompt.text, continuation.text, stamp)
+                                          job, prompt.text, continuation.text, stamp, current.model_id)
             settled.add(job.autodoc_id)
             self._log_job(job, written, seconds, len(pending), worker)
 
@@ -318,13 +448,15 @@ class WriterRuntime:
                         "queued_at": job.queued_at.isoformat(), "started_at": job.started_at.isoformat()})
 
     @staticmethod
-    def _stamp(writer, job, prompt_text, seconds, batch_size, worker):
+    def _stamp(current, job, prompt_text, seconds, batch_size, worker):
         """What it takes to reproduce and audit one autodoc."""
-        info = writer.loaded.info
+        info = current.writer.loaded.info
         return {
             "model": info.get("name"),
+            "model_id": current.model_id,
+            "model_label": current.label,
             "weights_sha256": info.get("weights_sha256"),
-            "settings": writer.settings,
+            "settings": current.writer.settings,
             "prompt_sha256": hashlib.sha256(prompt_text.encode()).hexdigest(),
             "queued_at": job.queued_at.isoformat(),
             "started_at": job.started_at.isoformat(),
@@ -375,6 +507,24 @@ class _Heartbeat:
                 # A missed beat is harmless while the lease lasts; keep beating.
                 log.warning("writer heartbeat cannot reach the database: %s", type(error).__name__,
                             extra={"event": "writer_database_unavailable", "step": "heartbeat"})
+
+
+def _active_model():
+    """(the active model or None,): a tuple, so that a database that does not answer (None
+    from _with_database) is told apart from an empty registry."""
+    return (registry.active_model(),)
+
+
+def _adopt(model_dir):
+    active = registry.adopt_installed(model_dir)
+    db.session.commit()
+    return active
+
+
+def _record_integrity(model_id, error):
+    registry.record_integrity(model_id, error)
+    db.session.commit()
+    return True
 
 
 writer_runtime = WriterRuntime()

@@ -46,10 +46,16 @@ def worker_id(request):
 
 
 @pytest.fixture(scope="session")
-def app(database_url):
+def app(database_url, tmp_path_factory):
     # Flask-SQLAlchemy 3 makes its engine in init_app(): the URI must be given to
-    # create_app(), or every run would share TEST_DATABASE_URL's database.
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
+    # create_app(), or every run would share TEST_DATABASE_URL's database. Models and
+    # training sets the tests register, train or build go to folders of this run, never
+    # into the checkout's static/ folders.
+    folders = tmp_path_factory.mktemp("app-data")
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url,
+                     SEED_MODELS_DIR=str(folders / "seedmlmodels"),
+                     RETRAINED_MODELS_DIR=str(folders / "retrainedmodels"),
+                     TRAINING_DATA_DIR=str(folders / "trainingsets"))
     with app.app_context():
         upgrade()
     return app

@@ -26,11 +26,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from srcflask.extensions import db
-from srcflask.models import AuditEvent, Document, Notification, User, Verdict
-from srcflask.services import accounts, autodoc_queue, passwords
+from srcflask.models import AuditEvent, Document, Notification, NotificationPreference, TrainingRun, User, Verdict
+from srcflask.services import accounts, autodoc_queue, notifications, passwords
 from srcflask.static.data.processeddata.models import AUTODOC_STATUSES, Autodoc, Revision
 
-from .factories import DEFAULT_PASSWORD, make_document, make_user
+from .factories import DEFAULT_PASSWORD, make_document, make_registry, make_user
+from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
 HOME = {"sponsor": "/sponsor/", "editor": "/editor/", "admin": "/admin/"}
 NEW_EMAIL = "new.person@example.org"
@@ -102,10 +103,13 @@ class World:
     notification_id: int  # the editor's "a document was assigned to you"
     targets: dict = field(default_factory=dict)
     reset_token: str = ""  # the owner's password reset link's
+    registry: dict = field(default_factory=dict)  # factories.make_registry's rows, by id
 
     def path(self, route, **ids):
         values = {"document": self.document_id, "autodoc": self.autodoc_id, "target": self.targets.get(route.endpoint),
-                  "notification": self.notification_id, "token": self.reset_token}
+                  "notification": self.notification_id, "token": self.reset_token,
+                  "model": self.registry.get("candidate"), "earlier": self.registry.get("retired"),
+                  "run": self.registry.get("run")}
         return route.path.format(**{**values, **ids})
 
     def browser(self):
@@ -133,9 +137,12 @@ class World:
 
 
 @pytest.fixture
-def world(app, login_as, make_client):
+def world(app, login_as, make_client, tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
     """Build the world around a visitor (a key of VISITORS): they log in through the real
-    form, and are rejected or suspended afterwards when their session is meant to end."""
+    form, and are rejected or suspended afterwards when their session is meant to end.
+    The world has a model registry too (a candidate, an earlier model, a training set and a
+    queued run), whose training set file goes to a temporary folder."""
+    monkeypatch.setitem(app.config, "TRAINING_DATA_DIR", str(tmp_path / "trainingsets"))
 
     def build(key):
         visitor = VISITORS[key]
@@ -164,11 +171,12 @@ def world(app, login_as, make_client):
             reset_token = passwords.reset_token(owner)
             db.session.commit()
             targets = {endpoint: make_user(*route.target).id for endpoint, route in ROUTES.items() if route.target}
+            registry = {name: row.id for name, row in make_registry(tiny_model_dir, make_user("admin")).items()}
             return World(
                 app=app, make_client=make_client, client=client, visitor=visitor,
                 visitor_id=user.id if user else None, owner_email=owner.email, owner_id=owner.id, editor_id=editor.id,
                 spare_id=spare.id, document_id=document.id, autodoc_id=autodoc_id, notification_id=notification_id,
-                targets=targets, reset_token=reset_token,
+                targets=targets, reset_token=reset_token, registry=registry,
             )
 
     return build
@@ -207,6 +215,10 @@ def snapshot(app):
             "audit": {
                 event.id: (event.actor_id, event.action, event.target_type, event.target_id)
                 for event in db.session.scalars(select(AuditEvent))
+            },
+            "notification_preferences": {
+                (preference.user_id, preference.kind): preference.delivery
+                for preference in db.session.scalars(select(NotificationPreference))
             },
         }
 
@@ -288,6 +300,18 @@ def _all_read(world, before, after):
     return _read(before, lambda key, row: row[0] == world.visitor_id)
 
 
+# The settings form as every role posts it: each role's form reads only its own kinds.
+NOTIFICATION_EMAILS = {"autodoc_ready": "immediate", "document_assigned": "daily",
+                       "autodoc_failed": "daily", "autodoc_reviewed": "immediate"}
+
+
+def _notification_emails_chosen(world, before, after):
+    """The visitor's role's kinds are emailed as the form chose (an admin's role has none)."""
+    chosen = {(world.visitor_id, kind): NOTIFICATION_EMAILS[kind]
+              for kind in notifications.ROLE_EMAIL_KINDS[world.visitor.role]}
+    return {**before, "notification_preferences": {**before["notification_preferences"], **chosen}}
+
+
 def _signed_up(world, before, after):
     users = {**before["users"], _new_row(before, after, "users"): (NEW_EMAIL, "sponsor", "pending", None, None)}
     return {**before, "users": users}
@@ -306,6 +330,23 @@ def _archived(world, before, after):
 
 def _restored(world, before, after):
     return _audited(before, before, after, world.visitor_id, "document.restore", "document", world.document_id)
+
+
+def _model_audited(action, row):
+    """A registry change: the snapshot does not show the registry's tables (test_model_pages
+    checks them), so the audit row of `action` on the world's `row` (a make_registry name)."""
+
+    def effect(world, before, after):
+        target_type = "training_run" if row == "run" else "model"
+        return _audited(before, before, after, world.visitor_id, action, target_type, world.registry[row])
+
+    return effect
+
+
+def _run_started(world, before, after):
+    with world.app.app_context():
+        newest = db.session.scalar(select(func.max(TrainingRun.id)))
+    return _audited(before, before, after, world.visitor_id, "trainingrun.start", "training_run", newest)
 
 
 def _erased(world, before, after):
@@ -359,10 +400,11 @@ def _target_becomes(endpoint, action, **values):
 
 @dataclass(frozen=True)
 class Route:
-    """One endpoint: its URL ({document}, {autodoc}, {target} stand for ids), its methods,
-    who it is for ("public", "login_form", "standing", "logout", "polling", "ops" or a
-    role's area), whether its URL names a document (or one of its autodocs), and for POST the
-    valid form, where success redirects and what it changes."""
+    """One endpoint: its URL ({document}, {autodoc}, {target}, and the registry's {model},
+    {earlier}, {run} stand for ids), its methods, who it is for ("public", "login_form",
+    "standing", "logout", "polling", "ops" or a role's area), whether its URL names a
+    document (or one of its autodocs), and for POST the valid form, where success redirects
+    and what it changes."""
 
     endpoint: str
     path: str
@@ -477,6 +519,28 @@ _ROUTES = [
     Route("admin.send_password_reset", "/admin/users/{target}/send-reset", POST, "admin", target=("sponsor", "pending"),
           form=lambda w: {}, success=lambda w, after: "/admin/users",
           effect=_target_becomes("admin.send_password_reset", "send_password_reset")),
+    # The Models pages. The run starts before the promotion and the rollback, which retire
+    # its parent; building a training set is refused here (the world's set already holds
+    # every approval: a message, nothing changes) and tested for real in test_model_pages.
+    Route("admin.models", "/admin/models", GET, "admin"),
+    Route("admin.model", "/admin/models/{model}", GET, "admin"),
+    Route("admin.training_runs", "/admin/models/training", GET, "admin"),
+    Route("admin.build_training_set", "/admin/models/training-sets", POST, "admin",
+          form=lambda w: {}, success=lambda w, after: "/admin/models/training"),
+    Route("admin.start_run", "/admin/models/runs", POST, "admin",
+          form=lambda w: {"parent": w.registry["active"], "training_set": w.registry["training_set"], "epochs": "1"},
+          success=lambda w, after: "/admin/models/training", effect=_run_started),
+    Route("admin.run_progress", "/admin/models/runs/{run}/progress", GET, "admin"),
+    Route("admin.cancel_run", "/admin/models/runs/{run}/cancel", POST, "admin",
+          form=lambda w: {}, success=lambda w, after: "/admin/models/training",
+          effect=_model_audited("trainingrun.cancel", "run")),
+    # The candidate has no evaluation: the gate refuses it, the override with a reason passes.
+    Route("admin.promote_model", "/admin/models/{model}/promote", BOTH, "admin",
+          form=lambda w: {"reason": REASON, "override": "y"}, success=lambda w, after: "/admin/models",
+          effect=_model_audited("model.override", "candidate")),
+    Route("admin.rollback_model", "/admin/models/{earlier}/rollback", BOTH, "admin",
+          form=lambda w: {"reason": REASON}, success=lambda w, after: "/admin/models",
+          effect=_model_audited("model.rollback", "retired")),
     Route("api_docs.docs", "/api/docs", GET, "ops"),  # the API's docs: open to everyone, like the probes
     Route("account.api_tokens", "/account/tokens", BOTH, "notifications",  # any approved role, like notifications
           form=lambda w: {"name": "matrix script"}, success=lambda w, after: None, success_status=201),
@@ -494,6 +558,9 @@ _ROUTES = [
     Route("account.confirm_email", "/account/email/confirm", BOTH, "notifications", page_status=400,
           form=lambda w: {"token": _email_change_token(w)}, success=lambda w, after: "/account/",
           effect=_email_confirmed),
+    Route("account.notification_settings", "/account/notifications", BOTH, "notifications",
+          form=lambda w: dict(NOTIFICATION_EMAILS), success=lambda w, after: "/account/notifications",
+          effect=_notification_emails_chosen),
     Route("account.change_password", "/account/password", POST, "notifications", ends_other_sessions=True,
           form=lambda w: {"current_password": DEFAULT_PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
           success=lambda w, after: "/account/", effect=_password_changed),
@@ -704,7 +771,8 @@ def test_tampered_ids_are_404_never_500(app, world, endpoint):
     w = world(route.allowed_visitor())
     before = snapshot(app)
     for bad_id in BAD_IDS:
-        path = w.path(route, document=bad_id, autodoc=bad_id, target=bad_id, notification=bad_id)
+        path = w.path(route, document=bad_id, autodoc=bad_id, target=bad_id, notification=bad_id, model=bad_id,
+                      earlier=bad_id, run=bad_id)
         for method in sorted(route.methods):
             assert w.send(w.browser(), route, method, path).status_code == 404, (method, path)
     assert snapshot(app) == before

@@ -11,6 +11,7 @@ from srcflask.models import (
     AuditEvent,
     Document,
     Notification,
+    NotificationPreference,
     Retention,
     User,
 )
@@ -228,6 +229,7 @@ def test_an_admin_erases_a_user_who_asks_and_keeps_their_documents_and_the_audit
         token = make_token(sponsor)
         outbox.queue_email("ada@example.org", "account_approved", name="Ada Lovelace", reason=None,
                            link="https://example.org/")
+        db.session.add(NotificationPreference(user_id=sponsor.id, kind="autodoc_reviewed", delivery="daily"))
         db.session.commit()
         old_audit = db.session.execute(select(AuditEvent.id, AuditEvent.action, AuditEvent.details)
                                        .order_by(AuditEvent.id)).all()
@@ -248,6 +250,8 @@ def test_an_admin_erases_a_user_who_asks_and_keeps_their_documents_and_the_audit
         assert db.session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user.id)) == 0
         assert db.session.scalar(select(func.count()).select_from(Notification)
                                  .where(Notification.user_id == user.id)) == 0
+        assert db.session.scalar(select(func.count()).select_from(NotificationPreference)
+                                 .where(NotificationPreference.user_id == user.id)) == 0
         assert outbox.queued_messages("ada@example.org") == []
         row = db.session.execute(select(User).where(User.id == user.id)).scalar_one()
         leftovers = json.dumps([row.name, row.email, row.organization, row.password_hash, row.decision_reason])

@@ -11,7 +11,8 @@ from srcflask.models import ApiToken, AuditEvent, Document, User, Verdict
 from srcflask.services import tokens
 from srcflask.static.data.processeddata.models import Autodoc
 
-from .factories import make_document, make_user, write_autodocs
+from .factories import make_document, make_registry, make_user, write_autodocs
+from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
 
 def make_token(user, name="script"):
@@ -66,7 +67,7 @@ CALLERS = {
 @dataclass(frozen=True)
 class ApiRoute:
     method: str
-    path: str  # {document}, {autodoc}, {target} stand for the world's ids
+    path: str  # {document}, {autodoc}, {target}, and the registry's {model}, {earlier}, {run} stand for the world's ids
     roles: tuple
     status: int  # the answer to a caller who may
     document: bool = False  # the URL names the world's document (or its autodoc)
@@ -76,6 +77,7 @@ class ApiRoute:
 
 
 ALL = ("sponsor", "editor", "admin")
+MODEL_READERS = ("editor", "admin")
 API_ROUTES = {
     "api.me": ApiRoute("GET", "/api/v1/me", ALL, 200),
     "api.export_me": ApiRoute("GET", "/api/v1/me/export", ("sponsor",), 200),
@@ -103,6 +105,21 @@ API_ROUTES = {
     "api.reinstate_user": ApiRoute("POST", "/api/v1/users/{target}/reinstate", ("admin",), 200,
                                    target=("editor", "suspended")),
     "api.openapi_json": ApiRoute("GET", "/api/v1/openapi.json", (), 200),  # public
+    # The model registry (api/registry.py): editors and admins read it. The run is started
+    # before the promotion and the rollback, which retire its parent.
+    "api.list_models": ApiRoute("GET", "/api/v1/models", MODEL_READERS, 200),
+    "api.get_model": ApiRoute("GET", "/api/v1/models/{model}", MODEL_READERS, 200),
+    "api.list_training_sets": ApiRoute("GET", "/api/v1/training-sets", MODEL_READERS, 200),
+    "api.list_training_runs": ApiRoute("GET", "/api/v1/training-runs", MODEL_READERS, 200),
+    "api.get_training_run": ApiRoute("GET", "/api/v1/training-runs/{run}", MODEL_READERS, 200),
+    "api.start_training_run": ApiRoute("POST", "/api/v1/training-runs", ("admin",), 201,
+                                       body=lambda w: {"parent_id": w.registry["active"],
+                                                       "training_set_id": w.registry["training_set"]}),
+    "api.cancel_training_run": ApiRoute("POST", "/api/v1/training-runs/{run}/cancel", ("admin",), 200),
+    "api.promote_model": ApiRoute("POST", "/api/v1/models/{model}/promote", ("admin",), 200,
+                                  body=lambda w: {"reason": "Chosen by the matrix.", "override": True}),
+    "api.rollback_model": ApiRoute("POST", "/api/v1/models/{earlier}/rollback", ("admin",), 200,
+                                   body=lambda w: {"reason": "Chosen by the matrix."}),
 }
 
 
@@ -114,17 +131,21 @@ class World:
     document_id: int
     autodoc_id: int
     targets: dict
+    registry: dict  # factories.make_registry's rows, by id
 
     def path(self, route, **ids):
         values = {"document": self.document_id, "autodoc": self.autodoc_id,
-                  "target": self.targets.get(route.path)}
+                  "target": self.targets.get(route.path), "model": self.registry["candidate"],
+                  "earlier": self.registry["retired"], "run": self.registry["run"]}
         return route.path.format(**{**values, **ids})
 
 
 @pytest.fixture
-def world(app_context):
+def world(app, app_context, tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
     """The caller's token and the rows around it: a document (its sponsor, its editor)
-    whose first autodoc is written, and one target account per admin decision."""
+    whose first autodoc is written, one target account per admin decision, and a model
+    registry (a candidate, an earlier model, a training set and a queued run)."""
+    monkeypatch.setitem(app.config, "TRAINING_DATA_DIR", str(tmp_path / "trainingsets"))
 
     def build(caller):
         role, status, relation = CALLERS[caller]
@@ -144,7 +165,9 @@ def world(app_context):
             db.session.execute(update(User).where(User.id == user.id).values(status=status))
         db.session.commit()
         targets = {r.path: make_user(*r.target).id for r in API_ROUTES.values() if r.target}
-        return World(caller, token, editor.id, document.id, autodoc_id, targets)
+        rows = make_registry(tiny_model_dir, make_user("admin"))
+        return World(caller, token, editor.id, document.id, autodoc_id, targets,
+                     {name: row.id for name, row in rows.items()})
 
     return build
 

@@ -72,7 +72,7 @@ def test_schemathesis_finds_no_server_error(app, monkeypatch):
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     headers = {"Authorization": f"Bearer {secret}"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 17
+    assert len(operations) == 26
 
     for operation in operations:
         @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,

@@ -14,7 +14,8 @@ from srcflask.static.data.processeddata.models import Autodoc, Revision
 from .factories import make_document, make_user, write_autodocs
 
 FIELDS = {"autodoc_id", "document_id", "revision_version", "revision_title", "revision_body", "generation",
-          "prompt", "continuation", "stamp", "written_at", "verdict", "comment", "reviewed_by", "reviewed_at", "stale"}
+          "prompt", "continuation", "stamp", "model", "written_at", "verdict", "comment", "reviewed_by", "reviewed_at",
+          "stale"}
 
 
 @pytest.fixture
@@ -73,6 +74,7 @@ def test_the_export_is_json_lines_of_exactly_the_reviewed_autodocs(app, login_as
             "prompt": "Grüße aus Köln 🚀",
             "continuation": " — Plan continues.",
             "stamp": {"model": "tiny-gpt2", "settings": {"num_beams": 1}},
+            "model": None,  # written with no registered model (tests/test_registry.py has one)
             "written_at": autodoc.finished_at.isoformat(),
             "verdict": "reject",  # the current verdict, not the one it replaced
             "comment": "Written from the old text.",

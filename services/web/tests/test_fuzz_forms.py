@@ -212,3 +212,32 @@ def test_edit_document_form_fuzz(app, login_as):
                 "queued"]
 
     check()
+
+
+# --- notification emails ----------------------------------------------------------------------------
+
+
+def test_notification_settings_form_fuzz(app, login_as):
+    """Whatever is posted, the editor's choices are saved exactly as valid ones, or refused
+    (400) with nothing saved."""
+    from srcflask.models import NotificationPreference
+    from srcflask.services.notifications import DELIVERY_LABELS, OFF
+
+    browser, editor = login_as("editor")
+
+    @FUZZ
+    @given(form=fuzzed({"autodoc_ready": "daily", "document_assigned": "immediate"}))
+    def check(form):
+        before = _fingerprint(app)
+        response, read = _post(browser, "/account/notifications", form)
+        if response.status_code != 302:
+            _assert_refused(app, response, before)
+            return
+        assert response.headers["Location"] == "/account/notifications"
+        assert {read["autodoc_ready"], read["document_assigned"]} <= set(DELIVERY_LABELS)
+        with app.app_context():
+            saved = dict(db.session.execute(select(NotificationPreference.kind, NotificationPreference.delivery)
+                                            .where(NotificationPreference.user_id == editor.id)).all())
+        assert saved == {kind: read[kind] for kind in ("autodoc_ready", "document_assigned") if read[kind] != OFF}
+
+    check()

@@ -184,8 +184,10 @@ def test_production_keeps_metrics_closed_by_default(monkeypatch, database_url):
     monkeypatch.setenv("DATABASE_URL", database_url)
     # SECRET_KEY as an override: the config classes read the environment when imported.
     # One process on purpose: counting in memory keeps this app off the suite's Redis.
-    # No mail sender: it would keep polling the suite's database after this test.
-    production = create_app("production", SECRET_KEY="x" * 32, RATELIMIT_SINGLE_PROCESS=True, MAIL_IN_PROCESS=False)
+    # No mail sender and no writer: they would keep polling the suite's database after this
+    # test (the writer would write with whatever model a later test registers there).
+    production = create_app("production", SECRET_KEY="x" * 32, RATELIMIT_SINGLE_PROCESS=True, MAIL_IN_PROCESS=False,
+                            WRITER_IN_PROCESS=False)
     assert not production.config["METRICS_TOKEN"] and not production.config["METRICS_ALLOWED_NETWORKS"]
     assert production.test_client().get("/metrics").status_code == 404
 

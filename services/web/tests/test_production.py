@@ -98,9 +98,10 @@ def healthy(service, dependency):
 
 def test_development_compose_file(compose_folder):
     services = compose_config(compose_folder, "docker-compose.yml")
-    assert set(services) == {"web", "db"}
+    assert set(services) == {"web", "db", "trainer"}
     assert all("healthcheck" in service for service in services.values())
     web = services["web"]
+    assert_trainer_beside(services["trainer"], web)
     assert healthy(web, "db")
     assert "--debug" in web["command"] and "flask" in web["command"]
     assert any(target == "/usr/src/app" for _, target in mounts(web)), "the source must be mounted"
@@ -112,9 +113,11 @@ def test_development_compose_file(compose_folder):
 
 def test_production_compose_file(compose_folder):
     services = compose_config(compose_folder, "docker-compose.prod.yml")
-    assert set(services) == {"web", "nginx", "db", "redis"}
+    assert set(services) == {"web", "nginx", "db", "redis", "trainer"}
     assert all("healthcheck" in service for service in services.values())
     web, proxy, db = services["web"], services["nginx"], services["db"]
+    assert_trainer_beside(services["trainer"], web)
+    assert environment(web)["RETRAINED_MODELS_DIR"].startswith("/models/")  # on the shared volume
     assert healthy(web, "db") and healthy(web, "redis") and healthy(proxy, "web")
     assert_redis_counts_only(services["redis"])
     assert environment(web)["RATELIMIT_STORAGE_URI"] == "redis://redis:6379/0"
@@ -133,7 +136,7 @@ def test_production_compose_file(compose_folder):
 
 def test_scaling_out_compose_file(compose_folder):
     services = compose_config(compose_folder, "docker-compose.prod.yml", "docker-compose.scale.yml")
-    assert set(services) == {"web", "nginx", "db", "writer", "redis"}
+    assert set(services) == {"web", "nginx", "db", "writer", "redis", "trainer"}
     # Every web replica counts rate limits in the one Redis.
     assert healthy(services["web"], "redis") and environment(services["web"])["RATELIMIT_STORAGE_URI"].startswith("redis://")
     assert all("healthcheck" in service for service in services.values())
@@ -143,6 +146,13 @@ def test_scaling_out_compose_file(compose_folder):
     assert writer["command"] == ["flask", "writer", "run"]
     assert healthy(writer, "db") and ("models", "/models") in mounts(writer)
     assert environment(writer)["DATABASE_URL"] == environment(web)["DATABASE_URL"]
+
+
+def assert_trainer_beside(trainer, web):
+    """The trainer service: `flask model train --queued` with web's image, settings and model folders."""
+    assert trainer["command"] == ["flask", "model", "train", "--queued"]
+    assert trainer["build"] == web["build"] and environment(trainer) == environment(web)
+    assert mounts(web) <= mounts(trainer) and healthy(trainer, "db") and "ports" not in trainer
 
 
 def assert_redis_counts_only(redis):

@@ -1,5 +1,6 @@
 """The user's own account (any approved role): the account page (profile, password,
-email: profile.py) and personal API tokens (routes.py)."""
+email: profile.py), personal API tokens (routes.py) and which notifications are emailed
+(notification_settings.py)."""
 from flask import Blueprint
 
 from ..models import ROLES
@@ -8,4 +9,4 @@ from ..roles import require_role
 bp = Blueprint("account", __name__)
 bp.before_request(require_role(*ROLES))
 
-from . import profile, routes  # noqa: E402,F401
+from . import notification_settings, profile, routes  # noqa: E402,F401

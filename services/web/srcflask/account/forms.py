@@ -1,14 +1,14 @@
 """The account page's forms. Name and organization are sign-up's own fields, the new
 password the reset page's; the rules behind them and behind emails are services.users'
 (applied by services.accounts), so a field shows the same message here as at sign-up."""
-from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
+from wtforms import EmailField, HiddenField, IntegerField, PasswordField, RadioField, SelectChoice, StringField
+from wtforms.validators import AnyOf, DataRequired, InputRequired, Length, NumberRange, ValidationError
 from wtforms.widgets import HiddenInput
 
 from ..auth.forms import AccountForm, ResetPasswordForm, SignupForm
 from ..forms import SiteForm
 from ..routing import MAX_ROW_ID
-from ..services import tokens
+from ..services import notifications, tokens
 
 
 def _current_password(field_id):
@@ -51,3 +51,29 @@ class EmailForm(AccountForm):
 
 class ConfirmEmailForm(SiteForm):
     token = HiddenField(validators=[DataRequired()])
+
+
+class NotificationSettingsForm(SiteForm):
+    """One choice per kind of notification a role receives (Off, At once, Daily digest):
+    the fields differ by role, so `for_kinds` makes the form of a list of kinds."""
+
+    CHOOSE = f"Choose {', '.join(notifications.DELIVERY_LABELS.values())}."
+
+    @classmethod
+    def for_kinds(cls, kinds, **kwargs):
+        fields = {
+            kind: RadioField(
+                notifications.EMAIL_KINDS[kind],
+                choices=[SelectChoice(value, label) for value, label in notifications.DELIVERY_LABELS.items()],
+                validators=[InputRequired(cls.CHOOSE), AnyOf(notifications.DELIVERY_LABELS, cls.CHOOSE)],
+                validate_choice=False,  # AnyOf says it in the product's words
+            )
+            for kind in kinds
+        }
+        form = type(cls.__name__, (cls,), fields)(**kwargs)
+        form.kinds = kinds
+        return form
+
+    def choices(self):
+        """{kind: delivery} as chosen."""
+        return {kind: self[kind].data for kind in self.kinds}

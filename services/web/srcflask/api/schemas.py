@@ -194,6 +194,13 @@ class RevisionPage(Page):
     items = fields.List(fields.Nested(RevisionOut), required=True)
 
 
+class ModelRef(Schema):
+    """A model of the registry, as an autodoc names the one that wrote it."""
+
+    id = fields.Integer(required=True)
+    label = fields.String(required=True, metadata={"description": "Name and version, e.g. gpt2 v2."})
+
+
 class AutodocState(Schema):
     """services.documents.autodoc_state: what the pages' status polling reads too."""
 
@@ -209,6 +216,8 @@ class AutodocState(Schema):
     continuation = fields.String(allow_none=True, required=True)
     error = fields.String(allow_none=True, required=True)
     stamp = fields.Dict(allow_none=True, required=True, metadata={"description": "How the text was generated."})
+    model = fields.Nested(ModelRef, allow_none=True, required=True,
+                          metadata={"description": "The model that wrote it; null until written."})
     queued_at = fields.DateTime(required=True)
     started_at = fields.DateTime(allow_none=True, required=True)
     finished_at = fields.DateTime(allow_none=True, required=True)

@@ -1,10 +1,11 @@
 """Flask commands: `flask create-admin`, `flask users set-password`, `flask seed-demo`,
-`flask writer ...`, `flask mail send`, `flask reviews recount`."""
+`flask writer ...`, `flask mail send`, `flask reviews recount`, `flask model ...`."""
 
 
 def init_app(app):
     from .demo import seed_demo
     from .mail import mail
+    from .model import model
     from .reviews import reviews
     from .users import create_admin, users_group
     from .writer import writer
@@ -15,3 +16,4 @@ def init_app(app):
     app.cli.add_command(writer)
     app.cli.add_command(mail)
     app.cli.add_command(reviews)
+    app.cli.add_command(model)

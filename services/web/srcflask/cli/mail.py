@@ -8,15 +8,16 @@ from flask.cli import AppGroup
 
 from ..mailer import mail_sender
 
-mail = AppGroup("mail", help="Send the emails waiting in the outbox.")
+mail = AppGroup("mail", help="Send the emails waiting in the outbox, and the daily digests that are due.")
 
 
 @mail.command("send")
-@click.option("--until-idle", is_flag=True, help="Exit once no message is due.")
+@click.option("--until-idle", is_flag=True, help="Exit once no message (and no digest) is due.")
 def send(until_idle):
-    """Send the outbox's messages from this process, beside or instead of the app's own
-    sender (MAIL_IN_PROCESS). Any number of these may run against one database: each
-    message is claimed by one of them at a time."""
+    """Send the outbox's messages and the due digests of notifications from this process,
+    beside or instead of the app's own sender (MAIL_IN_PROCESS). Any number of these may
+    run against one database: each message is claimed by one of them at a time, and each
+    person's digest is sent by one of them once a day."""
     app = current_app._get_current_object()
     if until_idle:
         mail_sender.run(app, until_idle=True)

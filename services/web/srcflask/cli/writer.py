@@ -2,6 +2,7 @@
 import signal
 import sys
 import time
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -9,7 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from ..extensions import db
-from ..services import autodoc_queue
+from ..services import autodoc_queue, registry
 from ..static.data.processeddata.models import Autodoc
 from ..writer import NO_MODEL_HELP, model_installed, writer_runtime
 
@@ -53,35 +54,72 @@ def status():
         click.echo(f"  running #{row.id} on {row.worker} (attempt {row.attempts}, lease until {row.lease_expires_at:%H:%M:%S})")
     seconds = autodoc_queue.recent_seconds_per_autodoc()
     click.echo(f"Recent median: {seconds:.2f} s per autodoc" if seconds is not None else "Recent median: no autodoc written yet")
+    active = registry.active_model()
     model_dir = current_app.config["WRITER_MODEL_DIR"]
-    if model_installed(model_dir):
-        click.echo(f"Model: {model_dir}")
+    if active is not None:
+        click.echo(f"Model: {active.label} (active) in {registry.model_folder(active)}")
+        if active.integrity_error:
+            click.echo(f"  refused by the writers: {active.integrity_error}")
+    elif model_installed(model_dir):
+        click.echo(f"Model: {model_dir} (registered by the writer's first round)")
     else:
         click.echo(f"Model: none in {model_dir}. {NO_MODEL_HELP}")
 
 
 @writer.command("fetch")
-@click.option("--model", "model_name", default=None, help="Hub model name (default: WRITER_MODEL_NAME, gpt2).")
-@click.option("--if-missing", is_flag=True, help="Do nothing when a model is installed; say once if the hub is out of reach.")
+@click.option("--model", "model_name", default=None,
+              help="Hub model name (gpt2, distilgpt2, gpt2-medium ...): downloaded into "
+                   "SEED_MODELS_DIR/<name>/. Default: WRITER_MODEL_NAME into WRITER_MODEL_DIR.")
+@click.option("--if-missing", is_flag=True, help="Do nothing when a model is registered; register WRITER_MODEL_DIR "
+              "when it holds one; say once if the hub is out of reach.")
 def fetch(model_name, if_missing):
-    """Download the model from the Hugging Face hub into WRITER_MODEL_DIR."""
+    """Download a GPT-2 with TF weights from the Hugging Face hub and register it as a seed
+    model (active if it is the first; a candidate otherwise, for an admin to promote)."""
     from ..static.mlmodels.seedmlmodels.headmodel import ModelFetchFailed, fetch_model, hub_reachable
 
     model_dir = current_app.config["WRITER_MODEL_DIR"]
-    model_name = model_name or current_app.config["WRITER_MODEL_NAME"]
     if if_missing:
-        if model_installed(model_dir):
+        if registry.active_model() is not None:
+            return
+        if model_installed(model_dir):  # an installation from before the registry
+            _register(lambda: registry.adopt_installed(model_dir))
             return
         if not hub_reachable():
             click.echo("The Hugging Face hub cannot be reached: the writer will wait for a model "
                        f"(autodocs stay queued). {NO_MODEL_HELP}")
             return
-    click.echo(f"Fetching {model_name} into {model_dir} ...")
+    target = registry.seed_folder(_family(model_name)) if model_name else Path(model_dir)
+    model_name = model_name or current_app.config["WRITER_MODEL_NAME"]
+    name = _family(model_name)
+    try:  # before the download, not after it
+        registry.check_new_seed(name, target)
+    except registry.RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Fetching {model_name} into {target} ...")
     try:
-        fetch_model(model_name, model_dir)
+        fetch_model(model_name, target)
     except ModelFetchFailed as error:
         if if_missing:  # the quick start carries on without a model
             click.echo(f"{error} The writer will wait for a model (autodocs stay queued).")
             return
         raise click.ClickException(str(error)) from None
-    click.echo("Model installed; queued autodocs will now be written.")
+    _register(lambda: registry.register_folder(target, kind="seed", name=name))
+
+
+def _family(model_name):
+    """The registry's name for a hub model: its last part (openai-community/gpt2 -> gpt2)."""
+    return model_name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _register(register):
+    try:
+        model = register()
+        db.session.commit()
+    except registry.RegistryError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    if model is None:
+        return
+    click.echo(f"Registered {model.label} ({model.parameters:,} parameters) from {registry.model_folder(model)} "
+               f"as {model.state}" + ("; queued autodocs will now be written." if model.state == "active"
+                                      else ": an admin promotes it on the Models page."))

@@ -36,6 +36,13 @@ ACTIONS = {
     "verdict.approve": "Autodoc approved",
     "verdict.request_changes": "Changes requested",
     "verdict.reject": "Autodoc rejected",
+    "model.register": "Model registered",
+    "model.promote": "Model promoted",
+    "model.override": "Model promoted over the gate",
+    "model.rollback": "Model rolled back to",
+    "trainingset.build": "Training set built",
+    "trainingrun.start": "Training run started",
+    "trainingrun.cancel": "Training run cancelled",
 }
 
 

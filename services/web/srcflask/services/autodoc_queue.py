@@ -130,10 +130,11 @@ def extend_leases(jobs, lease_seconds, deadline_seconds=None):
                          deadline_seconds)
 
 
-def complete_job(job, prompt, continuation, stamp):
-    """Store the writer's text; False (nothing written) when this attempt lost its claim."""
+def complete_job(job, prompt, continuation, stamp, model_id=None):
+    """Store the writer's text and the registry's model that wrote it (`model_id`); False
+    (nothing written) when this attempt lost its claim."""
     result = db.session.execute(
-        _own(job).values(status="done", prompt=prompt, continuation=continuation, stamp=stamp,
+        _own(job).values(status="done", prompt=prompt, continuation=continuation, stamp=stamp, model_id=model_id,
                          finished_at=func.now(), lease_expires_at=None, error=None)
     )
     written = result.rowcount == 1

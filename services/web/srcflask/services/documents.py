@@ -291,7 +291,7 @@ def autodoc_state(autodoc):
     """The live state of one autodoc (loaded by get_autodoc_or_404), as plain values: what
     the API's GET /api/v1/autodocs/<id> answers and what the pages' polling endpoint
     renders, so both read one source of truth. Two queries for a queued autodoc (its
-    place in the queue and the recent pace), none more otherwise."""
+    place in the queue and the recent pace), one for a written one (the model that wrote it)."""
     progress = progress_of([autodoc], current_app.config["WRITER_BATCH_SIZE"]).get(autodoc.id)
     revision = autodoc.revision
     return {
@@ -307,6 +307,7 @@ def autodoc_state(autodoc):
         "continuation": autodoc.continuation,
         "error": autodoc.error,
         "stamp": autodoc.stamp,
+        "model": {"id": autodoc.model.id, "label": autodoc.model.label} if autodoc.model_id else None,
         "queued_at": autodoc.queued_at,
         "started_at": autodoc.started_at,
         "finished_at": autodoc.finished_at,

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Bundle, aliased, joinedload
 
 from ..extensions import db
-from ..models import DECISIONS, Document, Retention, User, Verdict
+from ..models import DECISIONS, Document, Retention, User, Verdict, WriterModel
 from ..static.data.processeddata.models import Autodoc, Revision
 from . import audit, notifications
 from .pages import paginate
@@ -275,6 +275,7 @@ def export_lines():
     rows = db.session.execute(
         select(
             Autodoc.id, Autodoc.generation, Autodoc.prompt, Autodoc.continuation, Autodoc.stamp,
+            Autodoc.model_id, WriterModel.label.label("model_label"),
             Autodoc.finished_at, Revision.document_id, Revision.version, Revision.title, Revision.body,
             (Revision.version < Document.version).label("stale"),
             Verdict.decision, Verdict.comment, Verdict.created_at.label("reviewed_at"),
@@ -284,6 +285,7 @@ def export_lines():
         .join(Document, Document.id == Revision.document_id)
         .join(Verdict, (Verdict.autodoc_id == Autodoc.id) & Verdict.current)
         .join(editor, editor.id == Verdict.editor_id)
+        .outerjoin(WriterModel, WriterModel.id == Autodoc.model_id)
         .order_by(Verdict.created_at, Verdict.id)
         .execution_options(yield_per=EXPORT_BATCH)
     )
@@ -298,6 +300,7 @@ def export_lines():
             "prompt": row.prompt,
             "continuation": row.continuation,
             "stamp": row.stamp,
+            "model": {"id": row.model_id, "label": row.model_label} if row.model_id else None,
             "written_at": _iso(row.finished_at),
             "verdict": row.decision,
             "comment": row.comment,

@@ -27,6 +27,7 @@ from ..models import (
     Autodoc,
     Document,
     Notification,
+    NotificationPreference,
     OutboxMessage,
     Retention,
     User,
@@ -319,7 +320,7 @@ def erase(user, *, by, reason):
     audit log (older rows keep what they recorded; this one records no name or email). The
     name, email and organisation become placeholders, the password an unusable hash, the
     account suspended (no log-in, no editor choice, no reset link that could reach anyone);
-    their API tokens, inbox and waiting emails are deleted. Refused for one's own account,
+    their API tokens, inbox, email choices and waiting emails are deleted. Refused for one's own account,
     the last approved admin, and an account erased already."""
     reason = (reason or "").strip()
     if not reason:
@@ -344,6 +345,7 @@ def erase(user, *, by, reason):
     user.erased_at = func.now()
     db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     db.session.execute(delete(Notification).where(Notification.user_id == user.id))
+    db.session.execute(delete(NotificationPreference).where(NotificationPreference.user_id == user.id))
     db.session.execute(delete(OutboxMessage).where(func.lower(OutboxMessage.recipient) == previous_email.lower()))
     db.session.flush()
     audit.record(by, "user.erase", "user", user.id, reason=reason)

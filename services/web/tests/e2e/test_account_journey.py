@@ -1,14 +1,17 @@
 """The account page in a real browser: a new password ends the session of a second
-browser while this one stays, and a new email is confirmed through the link written to
-the new address."""
+browser while this one stays, a new email is confirmed through the link written to the
+new address, and notification emails are chosen on their page."""
 import re
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
 
-from srcflask.services import outbox
+from srcflask.extensions import db
+from srcflask.models import User
+from srcflask.services import notifications, outbox
 
+from ..factories import make_document
 from .test_journeys import expect_error_next_to, log_in
 
 pytestmark = pytest.mark.e2e
@@ -73,3 +76,28 @@ def test_a_new_email_is_confirmed_through_the_emailed_link(live, browser, monkey
     browser.watch.expect_failure(link, 410)
     page.goto(link)
     expect(page.get_by_role("alert")).to_contain_text("was used already")
+
+
+def test_an_editor_chooses_to_have_assignments_emailed_at_once(live, browser, monkeypatch):
+    monkeypatch.setitem(live.app.config, "SITE_URL", live.url)
+    editor = live.add_user("editor", name="Edna Editor")
+    sponsor = live.add_user("sponsor", name="Sid Sponsor")
+    page = log_in(browser, editor)
+    page.goto("/account/")
+    page.get_by_role("link", name="choose your notification emails").click()
+    expect(page.get_by_role("heading", name="Notification emails")).to_be_visible()
+    page.get_by_role("group", name="A document was assigned to you").get_by_label("At once").check()
+    page.get_by_role("group", name="An autodoc is ready for your review").get_by_label("Daily digest").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_contain_text("Your notification emails were saved.")
+    expect(page.get_by_role("group", name="A document was assigned to you").get_by_label("At once")).to_be_checked()
+    browser.shoot(page, "notification-emails")
+
+    with live.app.app_context():
+        document = make_document(db.session.get(User, sponsor.id), db.session.get(User, editor.id), title="Mailed")
+        (message,) = outbox.queued_messages(editor.email)
+    assert message.subject == notifications.EMAIL_KINDS["document_assigned"]
+    link = re.search(r"http://\S+/editor/documents/\d+", message.text_body).group(0)
+    assert link == f"{live.url}/editor/documents/{document.id}"
+    page.goto(link)
+    expect(page.get_by_role("heading", name="Mailed")).to_be_visible()

@@ -69,11 +69,15 @@ class Autodoc(db.Model):
     lease_expires_at: Mapped[TimestampOrNone]
     worker: Mapped[str | None] = mapped_column(String(200))
     stamp: Mapped[dict | None] = mapped_column(JSON)
+    # The registry's model that wrote it (set with the text, services/autodoc_queue.py); a
+    # model that wrote autodocs cannot be deleted.
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"), index=True)
     queued_at: Mapped[Timestamp]
     started_at: Mapped[TimestampOrNone]
     finished_at: Mapped[TimestampOrNone]
 
     revision: Mapped[Revision] = relationship(back_populates="autodocs")
+    model = relationship("WriterModel")
     # The editor's standing verdict (models.Verdict); earlier ones are kept, not current.
     current_verdict = relationship(
         "Verdict", primaryjoin="and_(Verdict.autodoc_id == Autodoc.id, Verdict.current)",

@@ -6,6 +6,7 @@ heavy happens at import time; tensorflow and transformers are imported inside th
 `fetch_model` is the only code that talks to the Hugging Face hub (`flask writer fetch`).
 """
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -14,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ...src.nativelog import quiet_native_startup
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +66,19 @@ def load_model(model_dir, *, intra_op_threads=None, inter_op_threads=None):
         return _cache[key]
 
 
+def forget_model(model_dir):
+    """Drop the cached model of `model_dir`, so that the next load_model reads the folder again
+    and the memory goes once nobody holds the old one (the writer switching models)."""
+    with _cache_lock:
+        _cache.pop(str(Path(model_dir).resolve()), None)
+
+
 def _load(path, intra_op_threads, inter_op_threads):
     weights = _check_folder(path)
     started = time.perf_counter()
-    import tensorflow as tf
-    from transformers import GPT2Tokenizer, GPT2TokenizerFast, TFGPT2LMHeadModel
+    with quiet_native_startup():
+        import tensorflow as tf
+        from transformers import GPT2Tokenizer, GPT2TokenizerFast, TFGPT2LMHeadModel
 
     _configure_threads(tf, intra_op_threads, inter_op_threads)
     try:
@@ -122,6 +133,33 @@ def _check_folder(path):
                 f"them; {FETCH_HELP} with TF weights ({TF_WEIGHTS})."
             ) from None
     return weights
+
+
+def registrable_config(path):
+    """config.json of the GPT-2 folder at `path` as a dict, when the folder can be registered: a
+    save_pretrained GPT-2 (model_type gpt2) with TF weights and a tokenizer. ModelNotInstalled
+    naming what is wrong otherwise. Reads no weights and imports no ML library."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelNotInstalled(f"{path} is not a folder.")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelNotInstalled(f"{path} is not a save_pretrained model folder: it has no config.json.") from None
+    except (OSError, ValueError) as error:
+        raise ModelNotInstalled(f"{path}/config.json cannot be read: {error}") from None
+    if not isinstance(config, dict) or config.get("model_type") != "gpt2":
+        kind = config.get("model_type") if isinstance(config, dict) else None
+        raise ModelNotInstalled(f"{path} does not hold a GPT-2 (its config.json says model_type {kind!r}).")
+    missing = [key for key in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size")
+               if not isinstance(config.get(key), int)]
+    if missing:
+        raise ModelNotInstalled(f"{path}/config.json lacks {', '.join(missing)}.")
+    if not (path / TF_WEIGHTS).is_file():
+        raise ModelNotInstalled(f"{path} has no TensorFlow weights ({TF_WEIGHTS}); the writer loads only those.")
+    if not ((path / "tokenizer.json").is_file() or all((path / name).is_file() for name in TOKENIZER_FILES[:2])):
+        raise ModelNotInstalled(f"{path} has no tokenizer (tokenizer.json, or vocab.json and merges.txt).")
+    return config
 
 
 def _configure_threads(tf, intra_op_threads, inter_op_threads):
