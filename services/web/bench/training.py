@@ -183,7 +183,7 @@ def child(part, workdir, args):
         result = {"matmul_gflops": matmul_gflops()}
     elif part == "background-fit":  # runs until the writer part kills it
         steps = workdir / "background-steps"
-        train(workdir, "fit", args, steps=10_000, on_step=lambda number: steps.write_text(str(number)))
+        train(workdir, "fit", args, steps=100, on_step=lambda number: steps.write_text(str(number)))
         return
     elif part in WRITER_PARTS:
         result = write_autodocs(workdir, args, beside_training=part == "writer+training")
