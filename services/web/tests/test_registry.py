@@ -433,3 +433,29 @@ def test_fetch_refuses_a_taken_name_before_downloading(app, app_context, tiny_mo
     result = app.test_cli_runner().invoke(args=["writer", "fetch", "--model", "openai-community/gpt2"])
     assert result.exit_code == 1 and "A model named gpt2 is already registered" in result.output
     assert "Fetching" not in result.output
+
+
+def test_the_console_promotes_and_rolls_back_under_the_same_rules(app, admin, registry_rows):
+    active, candidate, training_set, evaluate = registry_rows
+    evaluate(active_perplexity=30.0, candidate_perplexity=31.5)
+    runner = app.test_cli_runner()
+
+    refused = runner.invoke(args=["model", "promote", str(candidate.id)])
+    assert refused.exit_code == 1 and "does not beat tiny v1's (30.00)" in refused.output
+    assert "Traceback" not in refused.output
+    no_reason = runner.invoke(args=["model", "promote", str(candidate.id), "--override"])
+    assert no_reason.exit_code == 1 and "An override needs a written reason" in no_reason.output
+    assert states() == {"tiny v1": "active", "tiny v2": "candidate"}
+
+    promoted = runner.invoke(args=["model", "promote", str(candidate.id), "--override", "--reason", "Tone."])
+    assert promoted.exit_code == 0 and "tiny v2 is now the active model" in promoted.output
+    assert states() == {"tiny v1": "retired", "tiny v2": "active"}
+    (event,) = audit_rows("model.override")
+    assert event.actor_id is None and event.details["reason"] == "Tone."
+
+    assert runner.invoke(args=["model", "rollback", str(active.id)]).exit_code == 2  # --reason is required
+    rolled_back = runner.invoke(args=["model", "rollback", str(active.id), "--reason", "Approval fell."])
+    assert rolled_back.exit_code == 0 and "tiny v1 is now the active model" in rolled_back.output
+    assert states() == {"tiny v1": "active", "tiny v2": "retired"}
+    unknown = runner.invoke(args=["model", "promote", "999999"])
+    assert unknown.exit_code == 1 and "Traceback" not in unknown.output
