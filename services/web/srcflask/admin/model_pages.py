@@ -14,10 +14,9 @@ input to lose, or the form's page again with its status (409) and what was typed
 """
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..extensions import db
-from ..models import TrainingRun, TrainingSet, WriterModel
+from ..models import TrainingRun, WriterModel
 from ..services import registry, training, trainingsets
 from ..services.pages import paginate
 from . import bp
@@ -51,7 +50,7 @@ def _run_or_404(run_id):
 
 def _all_models():
     """Every registered model, newest first (a registry holds a handful)."""
-    return db.session.scalars(select(WriterModel).order_by(WriterModel.created_at.desc(), WriterModel.id.desc())).all()
+    return db.session.scalars(registry.models_query()).all()
 
 
 # --- the registry ----------------------------------------------------------------------------
@@ -111,7 +110,7 @@ def rollback_model(model_id):
 
 def _training_sets():
     """Every training set, newest first (one is made per round of reviews: a short list)."""
-    return db.session.scalars(select(TrainingSet).order_by(TrainingSet.id.desc())).all()
+    return db.session.scalars(trainingsets.sets_query()).all()
 
 
 def _training_page(form, status=200):

@@ -8,10 +8,9 @@ run, promote a candidate or roll back. A service's refusal is a 409 whose code n
 a body that breaks the schema is a 400, like everywhere in the API.
 """
 from flask import url_for
-from sqlalchemy import select
 
 from ..extensions import db
-from ..models import TrainingRun, TrainingSet, WriterModel
+from ..models import TrainingRun, WriterModel
 from ..services import registry, training, trainingsets
 from ..services.pages import paginate
 from . import bp
@@ -84,8 +83,7 @@ def _detail(model):
 @roles(*READERS)
 def list_models(args):
     """Every registered model, newest first; exactly one is `active`."""
-    query = select(WriterModel).order_by(WriterModel.created_at.desc(), WriterModel.id.desc())
-    return _page(paginate(query, args["page"]), "api.list_models")
+    return _page(paginate(registry.models_query(), args["page"]), "api.list_models")
 
 
 @bp.get("/models/<id:model_id>")
@@ -129,8 +127,7 @@ def rollback_model(data, model_id):
 @roles(*READERS)
 def list_training_sets(args):
     """The training sets, newest first: what each holds (documents, pairs, tokens per side)."""
-    query = select(TrainingSet).order_by(TrainingSet.id.desc())
-    return _page(paginate(query, args["page"]), "api.list_training_sets")
+    return _page(paginate(trainingsets.sets_query(), args["page"]), "api.list_training_sets")
 
 
 # --- training runs ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import and_, case, func, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, joinedload
 
 from ..extensions import db
 from ..models import ModelEvaluation, Verdict, WriterModel
@@ -86,6 +86,13 @@ class NameTaken(RegistryError):
 def seed_folder(name):
     """Where a seed model named `name` is copied or downloaded (SEED_MODELS_DIR/<name>)."""
     return Path(current_app.config["SEED_MODELS_DIR"]) / name
+
+
+def models_query():
+    """Every registered model, newest first, with its parent and its maker in the same query
+    (the Models page and the API list them)."""
+    return (select(WriterModel).options(joinedload(WriterModel.parent), joinedload(WriterModel.created_by))
+            .order_by(WriterModel.created_at.desc(), WriterModel.id.desc()))
 
 
 def model_folder(model):

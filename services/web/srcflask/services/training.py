@@ -186,9 +186,10 @@ def _finished_words(status):
 
 
 def runs_query():
-    """Every run, newest first, with its parent and result model in the same query."""
+    """Every run, newest first, with its parent, result model and requester in the same query."""
     return (select(TrainingRun)
-            .options(joinedload(TrainingRun.parent), joinedload(TrainingRun.result_model))
+            .options(joinedload(TrainingRun.parent), joinedload(TrainingRun.result_model),
+                     joinedload(TrainingRun.requested_by))
             .order_by(TrainingRun.id.desc()))
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import Retention, TrainingSet, Verdict
@@ -246,6 +247,11 @@ def read_pairs(training_set, split):
         if row["split"] == split:
             pairs.append({key: row[key] for key in ("prompt", "continuation", "document_id", "autodoc_id")})
     return pairs
+
+
+def sets_query():
+    """Every training set, newest first, with its maker in the same query."""
+    return select(TrainingSet).options(joinedload(TrainingSet.created_by)).order_by(TrainingSet.id.desc())
 
 
 def reviews_since_newest():
