@@ -7,9 +7,16 @@ another copy and run another writer on the same cores. Threads serve pages while
 writer thread works (TensorFlow releases the GIL inside its kernels). Scale out with more
 containers or `flask writer run` processes, all coordinated through the autodocs table.
 Never set max_requests: each worker restart reloads and recompiles the model.
+
+Metrics hold with any number of workers: prometheus_client's multiprocess mode, in a
+folder made fresh when the master starts (on_starting) and forgotten worker by worker as
+they exit (child_exit); srcflask/metrics.py says what each figure is.
 """
+import glob
 import os
+import shutil
 import sys
+import tempfile
 
 from srcflask.config import ConfigurationError, load_settings
 from srcflask.logging_setup import formatter
@@ -62,12 +69,44 @@ logconfig_dict = {
 }
 
 
+def on_starting(server):
+    """Give the workers an empty folder for their metrics, before any of them starts (and
+    before anything imports prometheus_client, which reads the variable once): an operator's
+    PROMETHEUS_MULTIPROC_DIR is emptied of metric files (a previous run's figures would be
+    added to this one's), else one is made in memory for this master alone, so that several
+    gunicorns on one machine never share it."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for leftover in glob.glob(os.path.join(folder, "*.db")):
+            os.remove(leftover)
+    else:
+        memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.srcflask_metrics_dir = tempfile.mkdtemp(
+            prefix="srcflask-metrics-", dir=memory)
+
+
+def child_exit(server, worker):
+    """A worker's counters stay (they are totals); its gauges of the moment go with it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if getattr(server, "srcflask_metrics_dir", None):
+        shutil.rmtree(server.srcflask_metrics_dir, ignore_errors=True)
+
+
 def post_worker_init(worker):
     """Start the in-process writer and mail sender as soon as the worker is up, not on its
-    first request, so the queues drain after a restart even when nobody is browsing."""
+    first request, so the queues drain after a restart even when nobody is browsing; and
+    the sampler of the worker's own metrics."""
+    from srcflask import metrics
     from srcflask.mailer import mail_sender
     from srcflask.writer import writer_runtime
 
+    metrics.start_sampler(worker.wsgi)
     if worker.wsgi.config["WRITER_IN_PROCESS"]:
         writer_runtime.start(worker.wsgi)
     if worker.wsgi.config["MAIL_IN_PROCESS"]:

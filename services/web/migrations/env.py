@@ -1,9 +1,22 @@
 import logging
+import warnings
 from logging.config import fileConfig
 
 from flask import current_app
 
 from alembic import context
+from alembic.util import CommandError
+from sqlalchemy.exc import OperationalError, SAWarning
+
+# On SQLite, Alembic's batch mode reflects a table before changing it, and SQLAlchemy cannot
+# reflect the expression index on lower(users.email), so every migration that alters `users`
+# printed a warning to a quick start's console. Harmless: batch mode only adds columns there
+# (ALTER TABLE, no copy of the table), and the index stays (tests/test_migrations.py checks it).
+warnings.filterwarnings("ignore", message="Skipped unsupported reflection of expression-based index",
+                        category=SAWarning)
+
+# PostgreSQL's SQLSTATE for a lock wait cut short by lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -96,14 +109,20 @@ def run_migrations_online():
     with connectable.connect() as connection:
         try:
             lift_statement_timeout(connection)
+            set_lock_timeout(connection)
             context.configure(
                 connection=connection,
                 target_metadata=get_metadata(),
                 **conf_args
             )
 
-            with context.begin_transaction():
-                context.run_migrations()
+            try:
+                with context.begin_transaction():
+                    context.run_migrations()
+            except OperationalError as error:
+                if getattr(error.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                raise CommandError(lock_timeout_message(error)) from None
         finally:
             # Closed, not returned: the web's pool must never get a connection without
             # its statement_timeout.
@@ -117,6 +136,31 @@ def lift_statement_timeout(connection):
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("SET statement_timeout = 0")
         connection.commit()
+
+
+def set_lock_timeout(connection):
+    """Give up on a lock after MIGRATION_LOCK_TIMEOUT. An ALTER TABLE waiting for its lock
+    behind a long query or an open transaction queues every later request on that table
+    behind itself: the site would hang for as long as it waits. Giving up after a few
+    seconds rolls the whole upgrade back (one transaction) and leaves the site serving;
+    run it again when the other session is done.
+
+    Rule for new migrations: an index on a large table (documents, revisions, autodocs,
+    verdicts, notifications, audit_events) is built with
+    srcflask.migration_helpers.create_index_concurrently, which takes no lock that blocks
+    writes, in a migration of its own."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET lock_timeout = '{current_app.config['MIGRATION_LOCK_TIMEOUT']}'")
+        connection.commit()
+
+
+def lock_timeout_message(error):
+    statement = " ".join(str(error.statement or "").split())[:200]
+    timeout = current_app.config["MIGRATION_LOCK_TIMEOUT"]
+    return (f"A migration waited longer than MIGRATION_LOCK_TIMEOUT ({timeout}) for a lock another session "
+            f"holds, while running: {statement}. The upgrade's transaction was rolled back: the schema is where it "
+            "was. Find the session in pg_stat_activity (a long query or an idle transaction), let it finish or "
+            "end it, then run `flask db upgrade` again.")
 
 
 if context.is_offline_mode():

@@ -185,6 +185,29 @@ class Settings(BaseSettings):
     # Off until the benchmark says the XLA-compiled train step pays for its compilation here.
     TRAINING_JIT_COMPILE: bool = False
 
+    # Shadow drafts (services/shadow_drafts.py): while a candidate model exists, this share of
+    # saves also gets a draft from it, written only when no real autodoc waits, for editors'
+    # blind comparisons. 0 turns them off.
+    SHADOW_SHARE: float = Field(0.25, ge=0, le=1)
+    # The promotion gate's comparison rule (services/registry.py), beside the perplexity rule:
+    # at least this many blind comparisons of the candidate against the active model (0: the
+    # rule is off), and the lower end of the 95 % Wilson interval of its win rate (ties count
+    # half) above this.
+    PROMOTION_MIN_COMPARISONS: int = Field(0, ge=0, le=100_000)
+    PROMOTION_MIN_WIN_LOWER_BOUND: float = Field(0.5, ge=0, le=1)
+    # How long a review page's blind comparison form stays valid (services/comparisons.py): a
+    # page left open over a weekend still works; an older one is reloaded, with a new order.
+    BLIND_CHOICE_MAX_AGE_SECONDS: int = Field(7 * 86_400, ge=60, le=30 * 86_400)
+
+    # Backups (services/backups.py, `flask backup ...`): where each backup's folder is written,
+    # and how many of the newest `flask backup create` keeps (it prunes the older ones).
+    BACKUP_DIR: str = str(WEB_ROOT / "instance" / "backups")
+    BACKUP_KEEP: int = Field(7, ge=1, le=10_000)
+    # How long a migration waits for a table lock before it gives up (PostgreSQL's lock_timeout,
+    # migrations/env.py): an ALTER TABLE queued behind a long query would otherwise block every
+    # request behind it while it waits. A whole number with ms, s or min.
+    MIGRATION_LOCK_TIMEOUT: str = Field("5s", pattern=r"^[1-9][0-9]*(ms|s|min)$")
+
     # The site's address as people reach it, for the links in emails (no request to take it from).
     SITE_URL: str = Field("http://localhost:5000", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
     # Email (services/outbox.py): "log" writes each message to the log (no mail server
@@ -252,6 +275,9 @@ class Settings(BaseSettings):
     # CIDRs). With neither, /metrics is 404. Development is open by default, production not.
     METRICS_TOKEN: str | None = None
     METRICS_ALLOWED_NETWORKS: Networks = ""
+    # A `flask writer run` process serves no pages: its own metrics (jobs, generation times,
+    # its writer's state) are on this port, for Prometheus to scrape (0: none).
+    WRITER_METRICS_PORT: int = Field(0, ge=0, le=65_535)
 
 
 class DevelopmentSettings(Settings):
@@ -265,6 +291,9 @@ class TestingSettings(Settings):
     # tests/test_throttle.py sets the writing limits it checks.
     SAVE_RATE_LIMIT: RateLimit = "100000 per minute"
     REGENERATE_RATE_LIMIT: RateLimit = "100000 per minute"
+    # Saves get shadow drafts at random: off, so that every test's rows are the same each run;
+    # the tests of shadow drafts set the share they check (tests/test_shadow_drafts.py).
+    SHADOW_SHARE: float = Field(0.0, ge=0, le=1)
     # Each test process counts under a prefix of its own, so runs sharing a Redis never
     # share (or reset) each other's counts.
     RATELIMIT_STORAGE_PREFIX: str = Field(default_factory=lambda: f"srcflask-test-{secrets.token_hex(6)}")

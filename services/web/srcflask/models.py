@@ -179,6 +179,9 @@ class Verdict(db.Model):
         CheckConstraint(_in("decision", DECISIONS), name="decision"),
         # Asking for changes or rejecting says why; the database holds the rule too.
         CheckConstraint("decision = 'approve' OR length(trim(comment)) > 0", name="comment_required"),
+        # A correction is the text the editor would have had instead: it goes with sending
+        # back or rejecting, never with approving the writer's own text.
+        CheckConstraint("correction IS NULL OR decision <> 'approve'", name="correction_not_approved"),
         # One current verdict per autodoc, however many came before it.
         Index("uq_verdicts_current_autodoc", "autodoc_id", unique=True,
               postgresql_where=text("current"), sqlite_where=text("current")),
@@ -189,6 +192,9 @@ class Verdict(db.Model):
     editor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     decision: Mapped[str] = mapped_column(String(16))
     comment: Mapped[str] = mapped_column(Text, server_default="")
+    # The autodoc's continuation as the editor says it should have read (None: no correction).
+    # Training sets take it as the target instead of the writer's text (services/trainingsets.py).
+    correction: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[Timestamp]
     current: Mapped[bool] = mapped_column(server_default=true())
 
@@ -428,6 +434,8 @@ class TrainingSet(db.Model):
     tokenizer_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
     # The newest verdict it had seen, for "N reviews since".
     last_verdict_id: Mapped[int] = mapped_column(server_default="0")
+    # How many of its pairs (both sides) take an editor's correction as their target.
+    corrections: Mapped[int] = mapped_column(server_default="0")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[Timestamp]
 
@@ -467,6 +475,85 @@ class TrainingRun(db.Model):
     training_set: Mapped[TrainingSet] = relationship()
     result_model: Mapped[WriterModel | None] = relationship(foreign_keys=[result_model_id])
     requested_by: Mapped[User | None] = relationship()
+
+
+# Shadow drafts and blind comparisons ----------------------------------------------------------
+
+SHADOW_STATUSES = ("queued", "running", "done", "failed")
+COMPARISON_WINNERS = ("candidate", "baseline", "tie")
+
+
+class ShadowDraft(db.Model):
+    """A second text for a saved revision, written by a candidate model while one exists
+    (services/shadow_drafts.py), for editors to compare blind with the real autodoc.
+
+    A table of its own rather than a kind of autodoc: a shadow draft is never the document's
+    autodoc, and kept apart it cannot show up in a list, a badge, a place in the queue, a
+    notification, a review count or an export of real autodocs by a forgotten filter. Its
+    claim columns are the ones services/leases.py works on, as the autodocs' are; writers
+    claim one only when no real autodoc waits."""
+
+    __tablename__ = "shadow_drafts"
+    __table_args__ = (
+        CheckConstraint(_in("status", SHADOW_STATUSES), name="status"),
+        UniqueConstraint("autodoc_id", "model_id", name="uq_shadow_drafts_autodoc_model"),
+        Index("ix_shadow_drafts_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The real autodoc it shadows: same revision, same prompt rules, another model.
+    autodoc_id: Mapped[int] = mapped_column(ForeignKey("autodocs.id", ondelete="CASCADE"))
+    # The candidate that writes (or wrote) it.
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    prompt: Mapped[str | None] = mapped_column(Text)
+    continuation: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    attempt_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[TimestampOrNone]
+    worker: Mapped[str | None] = mapped_column(String(200))
+    stamp: Mapped[dict | None] = mapped_column(JSON)
+    queued_at: Mapped[Timestamp]
+    started_at: Mapped[TimestampOrNone]
+    finished_at: Mapped[TimestampOrNone]
+
+    autodoc = relationship("Autodoc")
+    model: Mapped[WriterModel] = relationship()
+
+
+class Comparison(db.Model):
+    """An editor's blind choice between a revision's autodoc (written by the model that was
+    active, the baseline) and its shadow draft (written by a candidate): which reads better,
+    or about the same. The models are named here, never on the page before the choice.
+    One choice per editor and pair (the database holds it): a choice posted twice counts
+    once, and two editors on the same pair count once each."""
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        CheckConstraint(_in("winner", COMPARISON_WINNERS), name="winner"),
+        UniqueConstraint("shadow_draft_id", "editor_id", name="uq_comparisons_shadow_draft_editor"),
+        Index("ix_comparisons_models", "candidate_model_id", "baseline_model_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    autodoc_id: Mapped[int] = mapped_column(ForeignKey("autodocs.id", ondelete="CASCADE"), index=True)
+    shadow_draft_id: Mapped[int] = mapped_column(ForeignKey("shadow_drafts.id", ondelete="CASCADE"))
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
+    editor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    candidate_model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    baseline_model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    winner: Mapped[str] = mapped_column(String(16))
+    # Which draft the page showed first (left, or on top on a phone): for checking that the
+    # random order leaves no bias.
+    candidate_shown_first: Mapped[bool]
+    created_at: Mapped[Timestamp]
+
+    autodoc = relationship("Autodoc")
+    shadow_draft: Mapped[ShadowDraft] = relationship()
+    editor: Mapped[User] = relationship()
+    candidate_model: Mapped[WriterModel] = relationship(foreign_keys=[candidate_model_id])
+    baseline_model: Mapped[WriterModel] = relationship(foreign_keys=[baseline_model_id])
 
 
 from .static.data.processeddata.models import Autodoc, Revision  # noqa: E402,F401  (registers them)

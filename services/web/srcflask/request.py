@@ -1,4 +1,7 @@
-"""The app's request class: form bodies are checked before they are parsed."""
+"""The app's request class: each request's id, and form bodies checked before they are parsed."""
+import re
+import uuid
+from functools import cached_property
 from urllib.parse import unquote_to_bytes
 
 from flask import Request
@@ -9,6 +12,11 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, MultipartDecoder, N
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 NOT_UTF8 = "The form's text is not valid UTF-8."
+REQUEST_ID_HEADER = "X-Request-ID"
+# An id from the proxy is kept only if it is this: long enough not to collide, short and
+# plain enough that it cannot bloat or forge a log line (nginx's $request_id is 32 hex
+# digits; services/nginx/nginx.conf applies the same rule to a client's id).
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 
 class SiteRequest(Request):
@@ -21,7 +29,17 @@ class SiteRequest(Request):
     hundred thousand fields, each one parsed and kept. Here every field name and text value
     of a urlencoded or multipart body must be UTF-8 (else 400), and a body may carry at
     most MAX_FORM_PARTS fields (else 413). The raw body (at most MAX_CONTENT_LENGTH) is kept,
-    so werkzeug then parses that same copy."""
+    so werkzeug then parses that same copy.
+
+    `id` names the request in every log line it causes, in its X-Request-ID response
+    header and on its error page, so a person can quote it and an operator find it."""
+
+    @cached_property
+    def id(self):
+        """The proxy's X-Request-ID when it is sane (SANE_REQUEST_ID), else a new one (uuid4
+        hex): nginx makes one per request, so the same id is in its access log and ours."""
+        offered = self.headers.get(REQUEST_ID_HEADER, "")
+        return offered if SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
 
     def _load_form_data(self):
         if "form" not in self.__dict__:

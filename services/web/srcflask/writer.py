@@ -23,6 +23,15 @@ its traceback, gives the jobs the round held back to the queue at once, is repor
 writer's state (`failure`: /readyz, the dashboard, `srcflask_writer_alive`) and is retried
 after a backoff that doubles from WRITER_RESTART_MIN_SECONDS to WRITER_RESTART_MAX_SECONDS.
 The first round that goes through clears it.
+
+Shadow drafts (services/shadow_drafts.py) go through the same writing path with their own
+queue: a round whose claim of real autodocs finds none claims at most one draft, so a real
+autodoc saved meanwhile waits for one single-prompt write at most. The draft's candidate is
+held as a second model beside the active one (loaded after checking its files, compiled for
+batch size 1 only, on the first draft of that candidate; the active model's writer serves it
+when their files are the same) and dropped once it is no longer a candidate. Whatever goes
+wrong with a draft (a refused or unloadable candidate, an error in generate) is logged and
+settled on the draft alone: it never marks the writer failed nor touches real autodocs.
 """
 import hashlib
 import logging
@@ -38,18 +47,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import is_database_outage
 from .extensions import db
-from .metrics import GENERATION_SECONDS
-from .services import autodoc_queue, leases, registry
+from .models import WriterModel
+from .metrics import GENERATION_SECONDS, WRITER_JOBS
+from .services import autodoc_queue, leases, registry, shadow_drafts
 
 log = logging.getLogger("srcflask.writer")
 
 # What became of a finished job's text, by what writing it back returned: None when the
 # writer stopped while the database was unreachable (the lease runs out and another
-# attempt writes the job).
+# attempt writes the job). The log event is the job's kind (autodoc, shadow_draft) + "_" + this.
 JOB_OUTCOMES = {
-    True: ("written", "autodoc_written"),
-    False: ("refused: its lease was taken over", "autodoc_refused"),
-    None: ("not saved", "autodoc_not_saved"),
+    True: ("written", "written"),
+    False: ("refused: its lease was taken over", "refused"),
+    None: ("not saved", "not_saved"),
 }
 NO_WRITER_HERE = "This process runs no writer (WRITER_IN_PROCESS=0): `flask writer run` processes write the autodocs."
 NO_MODEL_HELP = "Install one with `flask writer fetch` (needs internet) or set WRITER_MODEL_DIR to a GPT-2 folder."
@@ -83,6 +93,8 @@ class WriterRuntime:
         self._stop = threading.Event()
         self._app = None
         self._current = None
+        # The candidate loaded for shadow drafts (a CurrentModel), None while none is.
+        self._candidate = None
         self.model_error = None
         # (label, why) while the registry's active model is refused: its files do not match
         # their hashes. The writer waits (autodocs stay queued) and checks again.
@@ -184,7 +196,7 @@ class WriterRuntime:
     def forget_model(self):
         """Drop the loaded writer so the next use loads again, as a fresh process would."""
         with self._lock:
-            self._current = self.refused = None
+            self._current = self._candidate = self.refused = None
 
     def run(self, app, until_idle=False):
         """Drain the queue until stopped, supervised (see the module's docstring); with
@@ -231,10 +243,96 @@ class WriterRuntime:
         self.failures.pop(threading.current_thread().name, None)
         jobs = self._with_database(app, "claim", autodoc_queue.claim_jobs, worker, config["WRITER_BATCH_SIZE"],
                                    config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"], give_up=True)
-        if not jobs:
+        if jobs:
+            self._write(app, current, jobs, worker, autodoc_queue)
+            return None
+        # Nothing real to write: one shadow draft at most (batch 1), claimed only if still no
+        # real autodoc waits.
+        drafts = self._with_database(app, "shadow claim", shadow_drafts.claim_jobs, worker, 1,
+                                     config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"], give_up=True)
+        if not drafts:
+            self._drop_former_candidate(app)
             return config["WRITER_POLL_SECONDS"]
-        self._write(app, current, jobs, worker)
+        self._write_shadow(app, current, drafts, worker)
         return None
+
+    def _write_shadow(self, app, current, drafts, worker):
+        """Write the claimed shadow drafts with their candidate. Any failure stays with them
+        (logged, an attempt used): the writer and the real autodocs go on."""
+        try:
+            candidate = self._candidate_model(app, current, drafts[0])
+        except Exception as error:  # loading or compiling the candidate
+            reason = self._log_shadow_failure(drafts, error, worker)
+            for draft in drafts:
+                self._with_database(app, "release", shadow_drafts.fail_job, draft, reason,
+                                    app.config["WRITER_MAX_ATTEMPTS"])
+            return
+        if candidate is None:  # refused: the drafts are settled
+            return
+        try:
+            self._write(app, candidate, drafts, worker, shadow_drafts)
+        except Exception as error:  # _write gave the drafts back
+            self._log_shadow_failure(drafts, error, worker)
+
+    @staticmethod
+    def _log_shadow_failure(drafts, error, worker):
+        reason = leases.describe(error)
+        ids = [draft.id for draft in drafts]
+        log.exception("writer failed on shadow drafts %s (%s)", ids, reason,
+                      extra={"event": "shadow_draft_failed", "shadow_draft_ids": ids, "worker": worker,
+                             "error": reason})
+        return reason
+
+    def _candidate_model(self, app, current, draft):
+        """The CurrentModel that writes `draft`: its candidate, loaded beside the active model
+        (or the active model's writer when their files are the same); None when the
+        candidate's files do not match their hashes (the draft and the candidate's waiting
+        drafts are failed with the reason, kept on the model's row)."""
+        checked = self._with_database(app, "candidate check", _model_row, draft.model_id)
+        if checked is None:
+            raise RuntimeError("the database did not answer while looking up the shadow draft's model")
+        model, = checked
+        candidate = self._candidate
+        if candidate is not None and candidate.model_id == model.id and candidate.same_files(model):
+            return candidate
+        if model.files == current.files:  # the same weights: the same text, no second copy in memory
+            return CurrentModel(current.writer, model.id, model.label, current.folder, current.files)
+        with self._lock:
+            try:
+                registry.verify(model)
+            except registry.ModelIntegrityError as error:
+                log.error("writer refuses candidate %s for shadow drafts: %s", model.label, error,
+                          extra={"event": "shadow_model_refused", "model_id": model.id, "reason": str(error)})
+                self._with_database(app, "refusal", shadow_drafts.refuse_candidate, draft, str(error))
+                return None
+            folder = str(registry.model_folder(model).resolve())
+            self._forget_candidate()
+            writer = self._build(app.config, folder, batch_sizes=(1,))
+            log.info("writer loaded candidate %s for shadow drafts", model.label,
+                     extra={"event": "shadow_model_loaded", "model_id": model.id})
+            self._candidate = CurrentModel(writer, model.id, model.label, folder, model.files)
+            return self._candidate
+
+    def _drop_former_candidate(self, app):
+        """Free the candidate's memory once it is no longer a candidate (promoted, retired,
+        refused): one small query, only while one is loaded."""
+        candidate = self._candidate
+        if candidate is None or self._with_database(app, "candidate check", shadow_drafts.is_candidate,
+                                                    candidate.model_id, give_up=True) is not False:
+            return
+        with self._lock:
+            if self._candidate is candidate:
+                self._forget_candidate()
+                log.info("writer dropped candidate %s", candidate.label,
+                         extra={"event": "shadow_model_dropped", "model_id": candidate.model_id})
+
+    def _forget_candidate(self):
+        candidate, self._candidate = self._candidate, None
+        current = self._current
+        if candidate is not None and (current is None or current.folder != candidate.folder):
+            from .static.mlmodels.seedmlmodels.headmodel import forget_model
+
+            forget_model(candidate.folder)
 
     def _with_database(self, app, what, action, *args, give_up=False):
         """Run `action(*args)` in an app context, waiting out a database outage (a restart, a
@@ -352,10 +450,10 @@ class WriterRuntime:
         self.model_error = reason
 
     @staticmethod
-    def _build(config, folder):
+    def _build(config, folder, batch_sizes=None):
         """Load the GPT-2 in `folder` afresh (its files may have changed since it was last
-        loaded in this process) and compile the writer's programs; ModelNotInstalled when the
-        folder lacks what a GPT-2 needs."""
+        loaded in this process) and compile the writer's programs (for `batch_sizes`, by
+        default AutodocWriter's); ModelNotInstalled when the folder lacks what a GPT-2 needs."""
         from .static.mlmodels.seedmlmodels.headmodel import forget_model, load_model
         from .static.src.evaluation.autodocwriter import AutodocWriter
 
@@ -363,7 +461,8 @@ class WriterRuntime:
         loaded = load_model(folder, intra_op_threads=config["WRITER_TF_INTRA_THREADS"] or None,
                             inter_op_threads=config["WRITER_TF_INTER_THREADS"] or None)
         writer = AutodocWriter(loaded, max_new_tokens=config["WRITER_MAX_NEW_TOKENS"],
-                               context_tokens=config["WRITER_CONTEXT_TOKENS"])
+                               context_tokens=config["WRITER_CONTEXT_TOKENS"],
+                               **({"batch_sizes": batch_sizes} if batch_sizes else {}))
         started = time.perf_counter()
         writer.warm_up()
         compile_seconds = round(time.perf_counter() - started, 2)
@@ -372,22 +471,23 @@ class WriterRuntime:
                         "load_seconds": loaded.info.get("load_seconds"), "compile_seconds": compile_seconds})
         return writer
 
-    def _write(self, app, current, jobs, worker):
-        """Write the claimed jobs. Whatever fails outside generate (building prompts, a bug),
-        the jobs not yet settled are given back at once through the queue's own conditional
-        write (each keeps the attempt it used), not left `running` until their lease runs
-        out, and the error goes up to run's supervision."""
+    def _write(self, app, current, jobs, worker, queue):
+        """Write the jobs claimed from `queue` (autodoc_queue or shadow_drafts: both claim,
+        extend, complete and fail their jobs the same way). Whatever fails outside generate
+        (building prompts, a bug), the jobs not yet settled are given back at once through the
+        queue's own conditional write (each keeps the attempt it used), not left `running`
+        until their lease runs out, and the error goes up to the caller."""
         settled = set()
         try:
-            self._write_claimed(app, current, jobs, worker, settled)
+            self._write_claimed(app, current, jobs, worker, settled, queue)
         except Exception as error:
             for job in jobs:
-                if job.autodoc_id not in settled:
-                    self._with_database(app, "release", autodoc_queue.fail_job, job, leases.describe(error),
+                if job.id not in settled:
+                    self._with_database(app, "release", queue.fail_job, job, leases.describe(error),
                                         app.config["WRITER_MAX_ATTEMPTS"])
             raise
 
-    def _write_claimed(self, app, current, jobs, worker, settled):
+    def _write_claimed(self, app, current, jobs, worker, settled, queue):
         from .static.src.features.doctokenization import build_prompt
 
         config = app.config
@@ -396,18 +496,18 @@ class WriterRuntime:
         for job, prompt in zip(jobs, prompts):
             if prompt is None:
                 stamp = self._stamp(current, job, "", 0.0, 0, worker)
-                written = self._with_database(app, "write", autodoc_queue.complete_job, job, "", "", stamp,
+                written = self._with_database(app, "write", queue.complete_job, job, "", "", stamp,
                                               current.model_id)
-                settled.add(job.autodoc_id)
+                settled.add(job.id)
                 self._log_job(job, written, 0.0, 0, worker)
         pending = [(job, prompt) for job, prompt in zip(jobs, prompts) if prompt is not None]
         if not pending:
             return
-        with _Heartbeat(app, [job for job, _ in pending], config["WRITER_LEASE_SECONDS"],
+        with _Heartbeat(app, queue, [job for job, _ in pending], config["WRITER_LEASE_SECONDS"],
                         config["WRITER_JOB_DEADLINE_SECONDS"]):
-            self._generate(app, current, pending, worker, settled)
+            self._generate(app, current, pending, worker, settled, queue)
 
-    def _generate(self, app, current, pending, worker, settled):
+    def _generate(self, app, current, pending, worker, settled, queue):
         """One generate call for the (job, prompt) pairs, each text stored as it is written.
         When a batch fails, its jobs are tried again each alone: one input that makes the
         model fail then uses up only its own attempts, and the others are written."""
@@ -415,37 +515,44 @@ class WriterRuntime:
         try:
             continuations = current.writer.write([prompt for _, prompt in pending])
         except Exception as error:  # any failure of generation: retried, then reported
-            ids = [job.autodoc_id for job, _ in pending]
+            ids = [job.id for job, _ in pending]
             alone = len(pending) == 1
-            log.exception("writer failed on autodocs %s%s", ids, "" if alone else "; writing each alone",
-                          extra={"event": "autodoc_batch_failed", "autodoc_ids": ids, "worker": worker,
+            kind = pending[0][0].kind
+            log.exception("writer failed on %ss %s%s", kind.replace("_", " "), ids,
+                          "" if alone else "; writing each alone",
+                          extra={"event": f"{kind}_batch_failed", f"{kind}_ids": ids, "worker": worker,
                                  "error": leases.describe(error)})
             if not alone:
                 for one in pending:
-                    self._generate(app, current, [one], worker, settled)
+                    self._generate(app, current, [one], worker, settled, queue)
                 return
             (job, _), = pending
-            self._with_database(app, "fail", autodoc_queue.fail_job, job, leases.describe(error),
+            self._with_database(app, "fail", queue.fail_job, job, leases.describe(error),
                                 app.config["WRITER_MAX_ATTEMPTS"])
-            settled.add(job.autodoc_id)
+            settled.add(job.id)
             return
         seconds = time.perf_counter() - started
-        GENERATION_SECONDS.observe(seconds)
+        if queue is autodoc_queue:  # shadow drafts stay out of every figure of real autodocs
+            GENERATION_SECONDS.observe(seconds)
         for (job, prompt), continuation in zip(pending, continuations):
             stamp = self._stamp(current, job, prompt.text, seconds, len(pending), worker)
-            written = self._with_database(app, "write", autodoc_queue.complete_job,
+            written = self._with_database(app, "write", queue.complete_job,
                                           job, prompt.text, continuation.text, stamp, current.model_id)
-            settled.add(job.autodoc_id)
+            settled.add(job.id)
             self._log_job(job, written, seconds, len(pending), worker)
 
     @staticmethod
     def _log_job(job, written, seconds, batch_size, worker):
-        """The per-job log line: one per autodoc this writer finished (or lost)."""
+        """The per-job log line: one per autodoc (or shadow draft, its `kind`) this writer
+        finished (or lost)."""
         outcome, event = JOB_OUTCOMES[written]
-        log.info("autodoc %s %s in %.2f s (batch of %d)", job.autodoc_id, outcome, seconds, batch_size,
-                 extra={"event": event, "autodoc_id": job.autodoc_id,
-                        "seconds": round(seconds, 3), "batch_size": batch_size, "worker": worker,
-                        "queued_at": job.queued_at.isoformat(), "started_at": job.started_at.isoformat()})
+        WRITER_JOBS.labels(job.kind, event).inc()
+        ids = {"autodoc_id": job.autodoc_id} if job.kind == "autodoc" else \
+            {"shadow_draft_id": job.id, "autodoc_id": job.autodoc_id, "model_id": job.model_id}
+        log.info("%s %s %s in %.2f s (batch of %d)", job.kind.replace("_", " "), job.id, outcome, seconds,
+                 batch_size, extra={"event": f"{job.kind}_{event}", **ids,
+                                    "seconds": round(seconds, 3), "batch_size": batch_size, "worker": worker,
+                                    "queued_at": job.queued_at.isoformat(), "started_at": job.started_at.isoformat()})
 
     @staticmethod
     def _stamp(current, job, prompt_text, seconds, batch_size, worker):
@@ -478,8 +585,9 @@ class _Heartbeat:
     """Extends the jobs' lease every third of it while generation runs, until the jobs'
     deadline (counted by the database from their claim): past it a hung generate loses them."""
 
-    def __init__(self, app, jobs, lease_seconds, deadline_seconds):
-        self._app, self._jobs, self._lease, self._deadline = app, jobs, lease_seconds, deadline_seconds
+    def __init__(self, app, queue, jobs, lease_seconds, deadline_seconds):
+        self._app, self._queue, self._jobs = app, queue, jobs
+        self._lease, self._deadline = lease_seconds, deadline_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="writer-heartbeat", daemon=True)
 
@@ -496,13 +604,14 @@ class _Heartbeat:
         while not self._stop.wait(self._lease / 3):
             if not warned and time.monotonic() - started > self._deadline:
                 warned = True
-                ids = [job.autodoc_id for job in self._jobs]
-                log.warning("autodocs %s passed their deadline (%d s) in generate: their leases are no longer "
-                            "extended", ids, self._deadline,
-                            extra={"event": "autodoc_deadline_passed", "autodoc_ids": ids})
+                ids = [job.id for job in self._jobs]
+                kind = self._jobs[0].kind
+                log.warning("%ss %s passed their deadline (%d s) in generate: their leases are no longer "
+                            "extended", kind.replace("_", " "), ids, self._deadline,
+                            extra={"event": f"{kind}_deadline_passed", f"{kind}_ids": ids})
             try:
                 with self._app.app_context():
-                    autodoc_queue.extend_leases(self._jobs, self._lease, self._deadline)
+                    self._queue.extend_leases(self._jobs, self._lease, self._deadline)
             except SQLAlchemyError as error:
                 # A missed beat is harmless while the lease lasts; keep beating.
                 log.warning("writer heartbeat cannot reach the database: %s", type(error).__name__,
@@ -513,6 +622,11 @@ def _active_model():
     """(the active model or None,): a tuple, so that a database that does not answer (None
     from _with_database) is told apart from an empty registry."""
     return (registry.active_model(),)
+
+
+def _model_row(model_id):
+    """(the registry's model `model_id`,): a tuple, as _active_model."""
+    return (db.session.get(WriterModel, model_id),)
 
 
 def _adopt(model_dir):

@@ -92,3 +92,22 @@ def make_registry(model_dir, admin):
     run = training.request_run(second.id, training_set.id, {"epochs": 1}, admin)
     db.session.commit()
     return {"retired": first, "active": second, "candidate": candidate, "training_set": training_set, "run": run}
+
+
+def make_shadow_pair(autodoc_id, baseline_id, candidate_id, continuation=" The candidate's own words.", **fields):
+    """A blind comparison's pair as the writers leave it: the written autodoc `autodoc_id`
+    recorded as written by the model `baseline_id`, and a written shadow draft of it by the
+    candidate `candidate_id` (`fields`: more ShadowDraft columns, such as an id). Committed;
+    returns the draft."""
+    from sqlalchemy import func
+
+    from srcflask.models import ShadowDraft
+    from srcflask.static.data.processeddata.models import Autodoc
+
+    autodoc = db.session.get(Autodoc, autodoc_id)
+    autodoc.model_id = baseline_id
+    draft = ShadowDraft(autodoc_id=autodoc_id, model_id=candidate_id, status="done", prompt=autodoc.prompt,
+                        continuation=continuation, attempts=1, finished_at=func.now(), **fields)
+    db.session.add(draft)
+    db.session.commit()
+    return draft

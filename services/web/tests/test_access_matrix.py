@@ -26,11 +26,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from srcflask.extensions import db
-from srcflask.models import AuditEvent, Document, Notification, NotificationPreference, TrainingRun, User, Verdict
-from srcflask.services import accounts, autodoc_queue, notifications, passwords
+from srcflask.models import (AuditEvent, Comparison, Document, Notification, NotificationPreference, TrainingRun, User,
+                             ShadowDraft, Verdict)
+from srcflask.services import accounts, autodoc_queue, comparisons, notifications, passwords
 from srcflask.static.data.processeddata.models import AUTODOC_STATUSES, Autodoc, Revision
 
-from .factories import DEFAULT_PASSWORD, make_document, make_registry, make_user
+from .factories import DEFAULT_PASSWORD, make_document, make_registry, make_shadow_pair, make_user
 from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
 HOME = {"sponsor": "/sponsor/", "editor": "/editor/", "admin": "/admin/"}
@@ -109,7 +110,7 @@ class World:
         values = {"document": self.document_id, "autodoc": self.autodoc_id, "target": self.targets.get(route.endpoint),
                   "notification": self.notification_id, "token": self.reset_token,
                   "model": self.registry.get("candidate"), "earlier": self.registry.get("retired"),
-                  "run": self.registry.get("run")}
+                  "run": self.registry.get("run"), "kind": "supervised"}
         return route.path.format(**{**values, **ids})
 
     def browser(self):
@@ -172,6 +173,8 @@ def world(app, login_as, make_client, tiny_model_dir, tmp_path, monkeypatch):  #
             db.session.commit()
             targets = {endpoint: make_user(*route.target).id for endpoint, route in ROUTES.items() if route.target}
             registry = {name: row.id for name, row in make_registry(tiny_model_dir, make_user("admin")).items()}
+            # The autodoc's blind comparison: written by the active model, shadowed by the candidate.
+            make_shadow_pair(autodoc_id, registry["active"], registry["candidate"])
             return World(
                 app=app, make_client=make_client, client=client, visitor=visitor,
                 visitor_id=user.id if user else None, owner_email=owner.email, owner_id=owner.id, editor_id=editor.id,
@@ -219,6 +222,10 @@ def snapshot(app):
             "notification_preferences": {
                 (preference.user_id, preference.kind): preference.delivery
                 for preference in db.session.scalars(select(NotificationPreference))
+            },
+            "comparisons": {
+                comparison.id: (comparison.shadow_draft_id, comparison.editor_id, comparison.winner)
+                for comparison in db.session.scalars(select(Comparison))
             },
         }
 
@@ -283,6 +290,22 @@ def _verdict_given(world, before, after):
     state = _audited({**before, "verdicts": verdicts}, before, after, world.visitor_id, "verdict.approve", "autodoc",
                      world.autodoc_id)
     return _notified(state, before, after, world.owner_id, "autodoc_reviewed")
+
+
+def _blind_choice(w):
+    """The review page's comparison form as the document's editor has it ("about the same");
+    a token of no pair once the document is no longer theirs (a refused request anyway)."""
+    with w.app.app_context():
+        pair = comparisons.blind_pair(db.session.get(Autodoc, w.autodoc_id), db.session.get(User, w.editor_id))
+        return {"token": pair.token if pair else "", "choice": "same"}
+
+
+def _compared(world, before, after):
+    with world.app.app_context():
+        draft_id = db.session.scalar(select(ShadowDraft.id))  # the world's one
+    comparison = {_new_row(before, after, "comparisons"): (draft_id, world.visitor_id, "tie")}
+    state = {**before, "comparisons": {**before["comparisons"], **comparison}}
+    return _audited(state, before, after, world.visitor_id, "comparison.choose", "autodoc", world.autodoc_id)
 
 
 def _read(before, which):
@@ -494,6 +517,8 @@ _ROUTES = [
     Route("editor.review", "/editor/autodocs/{autodoc}/review", BOTH, "editor", document=True,
           form=lambda w: {"decision": "approve", "comment": ""}, success=lambda w, after: "/editor/reviews",
           effect=_verdict_given),
+    Route("editor.compare", "/editor/autodocs/{autodoc}/comparison", POST, "editor", document=True, form=_blind_choice,
+          success=lambda w, after: f"/editor/autodocs/{w.autodoc_id}/review#comparison", effect=_compared),
     Route("admin.dashboard", "/admin/", GET, "admin"),
     Route("admin.approvals", "/admin/approvals", GET, "admin"),
     Route("admin.users", "/admin/users", GET, "admin"),
@@ -531,6 +556,9 @@ _ROUTES = [
           form=lambda w: {"parent": w.registry["active"], "training_set": w.registry["training_set"], "epochs": "1"},
           success=lambda w, after: "/admin/models/training", effect=_run_started),
     Route("admin.run_progress", "/admin/models/runs/{run}/progress", GET, "admin"),
+    # The training data exports ({kind}: one of supervised, preferences, labels).
+    Route("admin.exports", "/admin/models/exports", GET, "admin"),
+    Route("admin.download_export", "/admin/models/exports/{kind}.jsonl", GET, "admin"),
     Route("admin.cancel_run", "/admin/models/runs/{run}/cancel", POST, "admin",
           form=lambda w: {}, success=lambda w, after: "/admin/models/training",
           effect=_model_audited("trainingrun.cancel", "run")),
@@ -772,7 +800,7 @@ def test_tampered_ids_are_404_never_500(app, world, endpoint):
     before = snapshot(app)
     for bad_id in BAD_IDS:
         path = w.path(route, document=bad_id, autodoc=bad_id, target=bad_id, notification=bad_id, model=bad_id,
-                      earlier=bad_id, run=bad_id)
+                      earlier=bad_id, run=bad_id, kind=bad_id)
         for method in sorted(route.methods):
             assert w.send(w.browser(), route, method, path).status_code == 404, (method, path)
     assert snapshot(app) == before

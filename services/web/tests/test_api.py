@@ -74,6 +74,7 @@ class ApiRoute:
     admin_reads_any: bool = False  # admins may read documents that are not theirs
     body: object = None  # world -> JSON body
     target: tuple | None = None  # (role, status) of the account an admin decision is on
+    mimetype: str = "application/json"  # of the answer to a caller who may (errors are always JSON)
 
 
 ALL = ("sponsor", "editor", "admin")
@@ -120,6 +121,9 @@ API_ROUTES = {
                                   body=lambda w: {"reason": "Chosen by the matrix.", "override": True}),
     "api.rollback_model": ApiRoute("POST", "/api/v1/models/{earlier}/rollback", ("admin",), 200,
                                    body=lambda w: {"reason": "Chosen by the matrix."}),
+    # The training data exports (api/exports.py): streamed JSON Lines, for admins.
+    "api.export_training_data": ApiRoute("GET", "/api/v1/exports/preferences", ("admin",), 200,
+                                         mimetype="application/jsonl"),
 }
 
 
@@ -201,7 +205,7 @@ def check(api, w, endpoint):
     wrong = []
     if response.status_code != status:
         wrong.append(f"status {response.status_code}, expected {status}")
-    if response.mimetype != "application/json":
+    if response.mimetype != (route.mimetype if status < 400 else "application/json"):
         wrong.append(f"type {response.mimetype}")
     if status >= 400:
         error = (response.get_json(silent=True) or {}).get("error", {})

@@ -114,10 +114,10 @@ def test_every_verdict_is_audited_and_a_refused_one_is_not(app, sponsor, editors
     assert verdicts == [
         (editor_user.id, "verdict.approve", "autodoc", autodoc_id,
          {"verdict_id": verdict_ids[0], "document_id": document_id, "title": "Plan", "version": 1, "generation": 1,
-          "stale": False, "comment": "", "replaces": None}),
+          "stale": False, "comment": "", "replaces": None, "has_correction": False}),
         (editor_user.id, "verdict.reject", "autodoc", autodoc_id,
          {"verdict_id": verdict_ids[1], "document_id": document_id, "title": "Plan", "version": 1, "generation": 1,
-          "stale": False, "comment": "Invented facts.", "replaces": verdict_ids[0]}),
+          "stale": False, "comment": "Invented facts.", "replaces": verdict_ids[0], "has_correction": False}),
     ]
 
 

@@ -25,6 +25,7 @@ from srcflask.static.data.processeddata.models import Autodoc, Revision
 
 from .factories import DEFAULT_PASSWORD, make_document, make_user
 from .helpers import ERROR_SHOWN, LEAKS, database_fingerprint, html
+from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -239,5 +240,73 @@ def test_notification_settings_form_fuzz(app, login_as):
             saved = dict(db.session.execute(select(NotificationPreference.kind, NotificationPreference.delivery)
                                             .where(NotificationPreference.user_id == editor.id)).all())
         assert saved == {kind: read[kind] for kind in ("autodoc_ready", "document_assigned") if read[kind] != OFF}
+
+    check()
+
+
+# --- the review page: a verdict with a correction, a blind choice -----------------------------------
+
+
+def test_verdict_form_with_a_correction_fuzz(app, login_as):
+    """A correction counts only while its box is ticked, and is stored cleaned as a body is."""
+    from srcflask.models import Verdict
+
+    from .factories import write_autodocs
+
+    browser, editor = login_as("editor")
+    with app.app_context():
+        make_document(make_user("sponsor"), editor, body="The plan is simple")
+        (autodoc_id,) = write_autodocs(" and then it rained.")
+    path = f"/editor/autodocs/{autodoc_id}/review"
+
+    @FUZZ
+    @given(form=fuzzed({"decision": "reject", "comment": "Why.", "correct": "y", "correction": " The sun came out."}))
+    def check(form):
+        before = _fingerprint(app)
+        response, read = _post(browser, path, form)
+        if response.status_code != 302:
+            _assert_refused(app, response, before)
+            return
+        ticked = read.get("correct") not in (None, "", "false")
+        with app.app_context():
+            verdict = db.session.scalar(select(Verdict).where(Verdict.autodoc_id == autodoc_id, Verdict.current))
+            assert (verdict.decision, verdict.comment) == (read["decision"], read["comment"].strip())
+            assert verdict.correction == (clean_body(read["correction"]) if ticked else None)
+
+    check()
+
+
+def test_blind_choice_form_fuzz(app, login_as, tiny_model_dir):  # noqa: F811
+    """Whatever is posted as the token and the choice: one comparison at most, or a refusal
+    that stores nothing."""
+    from srcflask.models import Comparison
+    from srcflask.services import comparisons, registry
+
+    from .factories import make_shadow_pair, write_autodocs
+
+    browser, editor = login_as("editor")
+    with app.app_context():
+        active = registry.register_folder(tiny_model_dir, kind="seed", name="fuzz-active")
+        candidate = registry.register_folder(tiny_model_dir, kind="seed", name="fuzz-candidate")
+        db.session.commit()
+        make_document(make_user("sponsor"), editor, body="The plan is simple")
+        (autodoc_id,) = write_autodocs(" and then it rained.", model_id=active.id)
+        make_shadow_pair(autodoc_id, active.id, candidate.id)
+        token = comparisons.blind_pair(db.session.get(Autodoc, autodoc_id), db.session.get(User, editor.id)).token
+    path = f"/editor/autodocs/{autodoc_id}/comparison"
+
+    @FUZZ
+    @given(form=fuzzed({"token": "TOKEN", "choice": "first"}))
+    def check(form):
+        form = {**form, "token": token} if form["token"] == "TOKEN" else form
+        before = _fingerprint(app)
+        response, read = _post(browser, path, form)
+        if response.status_code != 302:
+            _assert_refused(app, response, before)
+            return
+        assert response.headers["Location"] == f"/editor/autodocs/{autodoc_id}/review#comparison"
+        assert read["token"] == token and read["choice"] in comparisons.CHOICES
+        with app.app_context():
+            assert len(db.session.scalars(select(Comparison)).all()) == 1
 
     check()

@@ -72,14 +72,15 @@ def person(app):
 
 def _answer(app, make_client, email):
     """What a visitor sees for `email`: the POST's status, headers and session (the asked
-    email replaced, the CSRF token left out), and the page it leads to."""
+    email replaced, the CSRF token and the request's own id left out), and the page it leads to."""
     browser = make_client()
     response = forgot(browser, email)
     cookie = browser.raw.get_cookie(app.config["SESSION_COOKIE_NAME"])
     session = app.session_interface.get_signing_serializer(app).loads(cookie.value)
     session.pop("csrf_token")
     page = CSRF_VALUES.sub("", html(browser.follow(response)))
-    headers = sorted((name, value) for name, value in response.headers.items() if name != "Set-Cookie")
+    headers = sorted((name, value) for name, value in response.headers.items()
+                     if name not in ("Set-Cookie", "X-Request-ID"))
     return (response.status_code, headers, sorted(response.headers.getlist("Set-Cookie")[0].split("; ")[1:]),
             repr(session).replace(email, "EMAIL"), page.replace(email, "EMAIL"))
 

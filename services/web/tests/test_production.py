@@ -55,7 +55,8 @@ def compose_folder(tmp_path_factory):
     """A copy of the repository's compose files and committed env files beside the real
     services/ folder, plus the .env.prod.db an operator would write (never committed)."""
     folder = tmp_path_factory.mktemp("compose")
-    for name in ("docker-compose.yml", "docker-compose.prod.yml", "docker-compose.scale.yml", ".env.dev", ".env.prod"):
+    for name in ("docker-compose.yml", "docker-compose.prod.yml", "docker-compose.scale.yml", "docker-compose.backup.yml",
+                 ".env.dev", ".env.prod"):
         shutil.copy(REPO_ROOT / name, folder / name)
     (folder / "services").symlink_to(REPO_ROOT / "services")
     (folder / ".env.prod.db").write_text(
@@ -146,6 +147,8 @@ def test_scaling_out_compose_file(compose_folder):
     assert writer["command"] == ["flask", "writer", "run"]
     assert healthy(writer, "db") and ("models", "/models") in mounts(writer)
     assert environment(writer)["DATABASE_URL"] == environment(web)["DATABASE_URL"]
+    # Its metrics, for Prometheus on the project's network (monitoring/prometheus/prometheus.yml).
+    assert environment(writer)["WRITER_METRICS_PORT"] == "9101" and "ports" not in writer
 
 
 def assert_trainer_beside(trainer, web):
@@ -436,7 +439,9 @@ def check_metrics(stack):
     metrics = stack.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert re.search(r'^srcflask_http_requests_total\{endpoint="sponsor.new_document",method="POST",status="302"\} 1\.0$',
                      metrics, re.MULTILINE), metrics
-    assert re.search(r'^srcflask_autodocs\{status="done"\} 1\.0$', metrics, re.MULTILINE)
+    # Finished autodocs are counted by the writer that wrote them (a scrape reads only the
+    # queue), in the gunicorn worker's multiprocess files (gunicorn.conf.py).
+    assert re.search(r'^srcflask_writer_jobs_total\{kind="autodoc",outcome="written"\} 1\.0$', metrics, re.MULTILINE)
     assert re.search(r"^srcflask_writer_queue_depth 0\.0$", metrics, re.MULTILINE)
     count = re.search(r"^srcflask_writer_generation_seconds_count (\S+)$", metrics, re.MULTILINE)
     assert count and float(count.group(1)) >= 1

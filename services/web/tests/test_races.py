@@ -18,6 +18,7 @@ from srcflask.static.data.processeddata.models import Autodoc
 
 from .factories import make_document, make_user, write_autodocs
 from .faultkit import queue_engine, wait_until
+from .tinygpt2 import tiny_model_dir  # noqa: F401  (the fixture)
 
 LOCK_WAIT_TIMEOUT = 30
 
@@ -157,3 +158,52 @@ def test_two_verdicts_at_once_leave_one_current_and_one_in_history(app, watcher,
     with app.app_context():
         rows = db.session.execute(select(Verdict.decision, Verdict.current).order_by(Verdict.id)).all()
     assert [tuple(row) for row in rows] == [("approve", False), ("reject", True)]
+
+
+@pytest.mark.parametrize("first_choice, second_choice", [
+    ("immediate", "immediate"),  # two tabs saving the same choice: the second finds it made
+    ("immediate", "daily"),      # two tabs saving different ones: the later one stands
+])
+def test_two_notification_settings_saves_at_once_leave_one_choice(app, watcher, first_choice, second_choice):
+    """notifications.set_preferences reads the person's choices, then adds a row for a kind
+    that had none: two saves at once both found none and the second one's insert met the
+    primary key (a 500). The person's row lock now orders them."""
+    from srcflask.models import NotificationPreference, User
+    from srcflask.services import notifications
+
+    with app.app_context():
+        editor_id = make_user("editor").id
+        db.session.commit()
+
+    def save(delivery):
+        return lambda: notifications.set_preferences(db.session.get(User, editor_id),
+                                                     {notifications.AUTODOC_READY: delivery})
+
+    outcome = race(app, watcher, save(first_choice), save(second_choice))
+
+    assert not isinstance(outcome, Exception), repr(outcome)
+    with app.app_context():
+        rows = db.session.execute(select(NotificationPreference.kind, NotificationPreference.delivery)).all()
+    assert [tuple(row) for row in rows] == [(notifications.AUTODOC_READY, second_choice)]
+
+
+def test_two_training_set_builds_at_once_make_one_set(app, watcher, tiny_model_dir):  # noqa: F811
+    """trainingsets.build checks that no set holds the same pairs, then adds one: two clicks
+    at once both passed the check and made two identical sets. The registry's lock now orders
+    them, and the second gets the answer a later click gets."""
+    from srcflask.models import TrainingSet
+    from srcflask.services import registry, trainingsets
+
+    from .factories import approve_documents
+
+    with app.app_context():
+        registry.register_folder(tiny_model_dir, kind="seed", name="tiny")
+        db.session.commit()
+        approve_documents(6)
+
+    outcome = race(app, watcher, trainingsets.build, trainingsets.build)
+
+    assert isinstance(outcome, trainingsets.NotEnoughReviews), repr(outcome)
+    assert "already holds exactly these" in str(outcome)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TrainingSet)) == 1

@@ -8,7 +8,7 @@ import stat
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from srcflask.extensions import db
 from srcflask.models import AuditEvent, Document, TrainingSet, User, Verdict
@@ -61,9 +61,12 @@ def rewritten(people, document_id, body):
     return autodoc_id
 
 
-def judge(people, autodoc_id, decision, comment=""):
-    reviews.give_verdict(db.session.get_one(Autodoc, autodoc_id), db.session.get_one(User, people[1].id),
-                         decision, comment)
+def judge(people, autodoc_id, decision, comment="", correction=None):
+    """The editor's verdict through the service, with the correction the review form stores."""
+    verdict = reviews.give_verdict(db.session.get_one(Autodoc, autodoc_id), db.session.get_one(User, people[1].id),
+                                   decision, comment)
+    if correction is not None:
+        db.session.execute(update(Verdict).where(Verdict.id == verdict.id).values(correction=correction))
     db.session.commit()
 
 
@@ -157,11 +160,51 @@ def test_a_set_holds_every_approved_pair_once_split_by_document(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == training_set.sha256
     lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
     assert [line["split"] for line in lines] == ["train"] * len(train) + ["validation"] * len(validation)
-    assert list(lines[0]) == ["split", "document_id", "autodoc_id", "prompt", "continuation"]
+    assert list(lines[0]) == ["split", "document_id", "autodoc_id", "prompt", "continuation", "source"]
+    assert {line["source"] for line in lines} == {"approved"} and training_set.corrections == 0
     assert "café ✓" in path.read_text("utf-8")  # UTF-8, not \u escapes
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "trainingset.build"))
     assert (event.actor_id, event.target_type, event.target_id) == (None, "training_set", training_set.id)
     assert event.details["sha256"] == training_set.sha256
+
+
+def test_a_correction_is_the_target_instead_of_the_writers_text(people, sets_dir, tiny_model):
+    approved = approved_documents(people, 3)
+    sent_back = written(people, "Sent back")[1]
+    judge(people, sent_back, "request_changes", "Shorter.", correction=" It reads shorter — naïvely.")
+    rejected = written(people, "Rejected")[1]
+    judge(people, rejected, "reject", "Wrong.", correction=" It reads right.")
+    # Left out: a rejection without a correction, a correction of whitespace only, one an
+    # approval replaced, and one on an archived document.
+    judge(people, written(people, "Plain rejection")[1], "reject", "No.")
+    judge(people, written(people, "Blank correction")[1], "request_changes", "Fill it.", correction=" \n\t")
+    replaced = written(people, "Corrected, then approved")[1]
+    judge(people, replaced, "reject", "No.", correction=" Replaced correction.")
+    judge(people, replaced, "approve")
+    approved[replaced] = None
+    archived = written(people, "Archived correction")
+    judge(people, archived[1], "reject", "No.", correction=" Archived.")
+    archive_document(db.session.get_one(Document, archived[0]), db.session.get_one(User, people[0].id))
+    db.session.commit()
+
+    training_set = build()
+    pairs = trainingsets.read_pairs(training_set, "train") + trainingsets.read_pairs(training_set, "validation")
+    targets = {pair["autodoc_id"]: pair["continuation"] for pair in pairs}
+    continuations = dict(db.session.execute(select(Autodoc.id, Autodoc.continuation)).all())
+    assert targets == {**{autodoc_id: continuations[autodoc_id] for autodoc_id in approved},
+                       sent_back: " It reads shorter — naïvely.", rejected: " It reads right."}
+    assert training_set.corrections == 2
+    assert training_set.train_pairs + training_set.validation_pairs == 6
+    lines = [json.loads(line) for line in trainingsets.file_path(training_set).read_text("utf-8").splitlines()]
+    assert {line["autodoc_id"]: line["source"] for line in lines} == {
+        **dict.fromkeys(approved, "approved"), sent_back: "correction", rejected: "correction"}
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "trainingset.build"))
+    assert event.details["corrections"] == 2
+
+    # The same reviews, the same bytes: a rebuild is refused as a repeat.
+    with pytest.raises(trainingsets.NotEnoughReviews, match="already holds exactly these approved and corrected"):
+        trainingsets.build()
+    db.session.rollback()
 
 
 @pytest.mark.parametrize(("settings", "sides"), [
@@ -220,8 +263,8 @@ def test_no_approved_autodocs_is_refused_saying_how_many_documents_it_takes(peop
     refused = refusal(sets_dir)
     assert refused.needed == 4
     assert str(refused) == (
-        "No approved autodocs yet: a training set is made of the autodocs editors approved, from at least 4 "
-        "documents (2 for training and 2 for validation). Approve autodocs of 4 documents first.")
+        "No approved autodocs yet: a training set is made of the autodocs editors approved (or corrected), from at "
+        "least 4 documents (2 for training and 2 for validation). Approve autodocs of 4 documents first.")
 
 
 def test_too_few_documents_for_a_validation_side_is_refused_with_the_number_needed(
@@ -233,8 +276,8 @@ def test_too_few_documents_for_a_validation_side_is_refused_with_the_number_need
     refused = refusal(sets_dir)
     assert refused.needed == 1
     assert str(refused) == (
-        "Approved autodocs come from 3 documents; a training set needs at least 4 (2 for training and 2 for "
-        "validation). Approve autodocs of 1 more document first.")
+        "Approved (or corrected) autodocs come from 3 documents; a training set needs at least 4 (2 for training "
+        "and 2 for validation). Approve autodocs of 1 more document first.")
     monkeypatch.setitem(app.config, "TRAINING_MIN_VALIDATION_DOCUMENTS", 3)
     refused = refusal(sets_dir)
     assert refused.needed == 2
@@ -304,7 +347,7 @@ def test_flask_model_dataset_prints_the_set_or_the_refusal(app, sets_dir, tiny_m
 
     again = runner.invoke(args=["model", "dataset"])
     assert again.exit_code == 1
-    assert "Training set #1 already holds exactly these approved autodocs" in again.output
+    assert "Training set #1 already holds exactly these approved and corrected autodocs" in again.output
 
 
 def test_a_set_in_the_apps_data_folder_is_recorded_relative_to_it(app, people, tiny_model, monkeypatch):

@@ -5,4 +5,4 @@ from ..roles import require_role
 bp = Blueprint("admin", __name__)
 bp.before_request(require_role("admin"))
 
-from . import model_pages, routes  # noqa: E402,F401
+from . import export_pages, model_pages, routes  # noqa: E402,F401

@@ -17,7 +17,7 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..models import TrainingRun, WriterModel
-from ..services import registry, training, trainingsets
+from ..services import registry, training, trainingsets, win_rate
 from ..services.pages import paginate
 from . import bp
 from .model_forms import PromoteForm, RollbackForm, StartRunForm
@@ -57,9 +57,14 @@ def _all_models():
 
 @bp.get("/models")
 def models():
-    """Every model with its figures; the active one first in the admin's eye."""
-    return render_template("admin/models/index.html", models=_all_models(), figures=registry.figures(),
-                           active=registry.active_model())
+    """Every model with its figures, and each candidate's blind comparisons with the active
+    model; the active one first in the admin's eye."""
+    models, active = _all_models(), registry.active_model()
+    candidates = [model.id for model in models if model.state == "candidate"]
+    blind = {model_id: tally.as_dict() for model_id, tally in win_rate.tallies(active.id, candidates).items()
+             } if active else {}
+    return render_template("admin/models/index.html", models=models, figures=registry.figures(), active=active,
+                           blind=blind)
 
 
 @bp.get("/models/<id:model_id>")
@@ -142,7 +147,7 @@ def build_training_set():
         flash(str(refusal), "warning")
     else:
         flash(f"Training set #{built.id} is built: {built.train_pairs} training and {built.validation_pairs} "
-              "validation pairs.", "success")
+              f"validation pairs, {built.corrections} of them with an editor's correction as the target.", "success")
     return redirect(url_for(".training_runs"))
 
 

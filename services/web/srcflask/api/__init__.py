@@ -49,7 +49,7 @@ bp = Blueprint("api", __name__, description="srcflask API v1")
 # the site, not an operation of the API.
 docs_bp = FlaskBlueprint("api_docs", __name__)
 
-from . import auth, registry, routes  # noqa: E402,F401
+from . import auth, exports, registry, routes  # noqa: E402,F401
 
 
 def init_app(app):

@@ -69,9 +69,11 @@ NO_FIGURES = {"written": 0, "approved": 0, "reviewed": 0, "approval_rate": None,
 
 
 def _detail(model):
-    """The model as ModelDetail dumps it: with its figures, kept on the instance for this
-    response only (not a column)."""
+    """The model as ModelDetail dumps it: with its figures and, for a candidate, its
+    comparison with the active model, kept on the instance for this response only (not
+    columns)."""
     model.figures = registry.figures().get(model.id, NO_FIGURES)
+    model.comparison = registry.comparison(model) if model.state == "candidate" else None
     return model
 
 

@@ -52,10 +52,53 @@ class Figures(Schema):
     median_write_seconds = fields.Float(allow_none=True, required=True)
 
 
+class SideFigures(Schema):
+    """One model's validation figures on the candidate's training set (registry.comparison)."""
+
+    model_id = fields.Integer(required=True)
+    label = fields.String(required=True)
+    loss = fields.Float(allow_none=True, required=True)
+    perplexity = fields.Float(allow_none=True, required=True)
+    tokens = fields.Integer(allow_none=True, required=True)
+
+
+class BlindComparisons(Schema):
+    """Editors' blind comparisons of the candidate's drafts with the active model's (services/win_rate.py)."""
+
+    comparisons = fields.Integer(required=True)
+    wins = fields.Integer(required=True)
+    ties = fields.Integer(required=True)
+    losses = fields.Integer(required=True)
+    win_rate = fields.Float(allow_none=True, required=True, metadata={
+        "description": "(wins + ties / 2) / comparisons; null before any comparison."})
+    low = fields.Float(required=True, metadata={"description": "The Wilson 95 % interval's lower end."})
+    high = fields.Float(required=True, metadata={"description": "The Wilson 95 % interval's upper end."})
+    min_comparisons = fields.Integer(required=True, metadata={
+        "description": "The gate's PROMOTION_MIN_COMPARISONS (0: the gate does not look at comparisons)."})
+    min_lower_bound = fields.Float(required=True, metadata={
+        "description": "The gate's PROMOTION_MIN_WIN_LOWER_BOUND: the interval's lower end must be above it."})
+
+
+class ModelComparison(Schema):
+    """A candidate against the active model, and what the promotion gate says (registry.comparison)."""
+
+    training_set_id = fields.Integer(allow_none=True, required=True)
+    candidate = fields.Nested(SideFigures, required=True)
+    active = fields.Nested(SideFigures, allow_none=True, required=True)
+    parent = fields.Nested(SideFigures, allow_none=True, required=True)
+    blind = fields.Nested(BlindComparisons, allow_none=True, required=True,
+                          metadata={"description": "null while no other model is active."})
+    passes = fields.Boolean(required=True, metadata={"description": "Whether the gate lets the candidate through."})
+    message = fields.String(required=True, metadata={"description": "How each rule of the gate went, with its numbers."})
+
+
 class ModelDetail(ModelOut):
     figures = fields.Nested(Figures, required=True)
     evaluations = fields.List(fields.Nested(Evaluation), required=True,
                               metadata={"description": "Validation loss and perplexity, per training set."})
+    comparison = fields.Nested(ModelComparison, allow_none=True, required=True,
+                               metadata={"description": "For a candidate: against the active model, and the gate's "
+                                                        "answer; null for other models."})
 
 
 class ModelPage(Page):
@@ -73,6 +116,8 @@ class TrainingSetOut(Schema):
     validation_documents = fields.Integer(required=True)
     validation_pairs = fields.Integer(required=True)
     validation_tokens = fields.Integer(required=True)
+    corrections = fields.Integer(required=True, metadata={
+        "description": "How many of its pairs (both sides) take an editor's correction as their target."})
     created_by = fields.Nested(Person, allow_none=True, required=True)
     created_at = fields.DateTime(required=True)
 

@@ -199,13 +199,17 @@ def review_queue(args):
 @bp.response(201, schemas.VerdictOut)
 @roles("editor")
 def give_verdict(data, autodoc_id):
-    """The editor's verdict, replacing the current one (kept as history). 409 when the
-    autodoc has no text yet, or for an approval of a stale autodoc (details name the
-    newest one to review instead)."""
+    """The editor's verdict, replacing the current one (kept as history), with an optional
+    correction. 409 when the autodoc has no text yet, or for an approval of a stale
+    autodoc (details name the newest one to review instead); 422 for a correction the
+    rules refuse (the same as the review page's)."""
     user = current_api_user()
     autodoc = documents.get_autodoc_or_404(autodoc_id, user)
     try:
-        verdict = reviews.give_verdict(autodoc, user, data["decision"], data["comment"])
+        verdict = reviews.give_verdict(autodoc, user, data["decision"], data["comment"], data["correction"])
+    except reviews.InvalidCorrection as problem:
+        raise _refused(422, "validation_error", "The request is not valid: see details.",
+                       json={"correction": [str(problem)]}) from None
     except reviews.StaleApproval as refusal:
         raise _refused(409, "stale_approval", refusal, newest_autodoc_id=refusal.newest_autodoc_id) from None
     except reviews.NotReviewable as refusal:

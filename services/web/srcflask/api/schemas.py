@@ -170,6 +170,8 @@ class VerdictOut(Schema):
     editor = fields.Nested(Person, required=True)
     decision = fields.String(required=True, validate=validate.OneOf(DECISIONS))
     comment = fields.String(required=True)
+    correction = fields.String(allow_none=True, required=True,
+                               metadata={"description": "The continuation as the editor says it should have read."})
     created_at = fields.DateTime(required=True)
 
 
@@ -243,6 +245,16 @@ class ReviewPage(Page):
 class VerdictIn(Schema):
     decision = fields.String(required=True, validate=validate.OneOf(DECISIONS))
     comment = Text(load_default="")
+    correction = Text(load_default=None, allow_none=True, metadata={
+        "description": "With request_changes or reject: the autodoc's continuation as it should have read. 422 when "
+                       "empty, unchanged from the writer's text, too long, or sent with approve."})
+
+    @ma.post_load
+    def clean_correction(self, data, **kwargs):
+        """Line breaks kept as a body's are (the review page's form cleans it the same way)."""
+        if data["correction"] is not None:
+            data["correction"] = clean_body(data["correction"])
+        return data
 
     @ma.validates_schema
     def comment_fits_decision(self, data, **kwargs):

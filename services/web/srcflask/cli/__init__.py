@@ -3,6 +3,7 @@
 
 
 def init_app(app):
+    from .backup import backup
     from .demo import seed_demo
     from .mail import mail
     from .model import model
@@ -17,3 +18,4 @@ def init_app(app):
     app.cli.add_command(mail)
     app.cli.add_command(reviews)
     app.cli.add_command(model)
+    app.cli.add_command(backup)

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from .. import metrics
 from ..extensions import db
 from ..services import autodoc_queue, registry
 from ..static.data.processeddata.models import Autodoc
@@ -32,6 +33,7 @@ def run(threads, until_idle):
             sys.exit(f"No model: {writer_runtime.model_error}")
         return
     signal.signal(signal.SIGTERM, lambda *_: writer_runtime.stop())
+    metrics.serve_writer_metrics(app, app.config["WRITER_METRICS_PORT"])
     writer_runtime.start(app, threads=threads)
     click.echo(f"Writer running with {threads or app.config['WRITER_THREADS']} thread(s); Ctrl+C stops it.")
     try:

@@ -3,7 +3,7 @@ import logging
 
 from alembic.script import ScriptDirectory
 from flask import current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
@@ -41,7 +41,7 @@ def readyz():
 def metrics():
     """Prometheus text format; who may read it is metrics.check_access's decision."""
     app_metrics.check_access()
-    body = generate_latest(app_metrics.registry)
+    body = app_metrics.exposition()
     return _no_store(current_app.response_class(body, mimetype=CONTENT_TYPE_LATEST))
 
 
@@ -62,7 +62,18 @@ def _schema_state():
             {"ok": False, "database": None, "code": code_heads, "detail": "The database cannot be read."}
     migrations = {"ok": applied == code_heads, "database": applied, "code": code_heads}
     if not migrations["ok"]:
-        migrations["detail"] = "The database schema is not the code's: run `flask db upgrade`."
+        # During a rolling upgrade the first new replica migrates the database before it
+        # serves: from then on the old replicas see a schema ahead of their code and answer
+        # 503, so the load balancer sends traffic to the new replicas only (README, "Upgrades").
+        known = _code_revisions(current_app.extensions["migrate"].directory)
+        if any(revision not in known for revision in applied):
+            migrations["schema"] = "ahead"
+            migrations["detail"] = ("The database is at a revision this code does not know: a newer release ran "
+                                    "`flask db upgrade`. This replica stays out of rotation until that release "
+                                    "replaces it.")
+        else:
+            migrations["schema"] = "behind"
+            migrations["detail"] = "The database schema is older than this code: run `flask db upgrade`."
     return {"ok": True}, migrations
 
 
@@ -70,6 +81,12 @@ def _schema_state():
 def _code_heads(directory):
     """The head revision(s) of the migration scripts; read from disk once per process."""
     return sorted(ScriptDirectory(directory).get_heads())
+
+
+@functools.cache
+def _code_revisions(directory):
+    """Every revision this code's migration scripts know; read from disk once per process."""
+    return frozenset(script.revision for script in ScriptDirectory(directory).walk_revisions())
 
 
 def _no_store(response):

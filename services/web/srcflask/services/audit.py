@@ -36,6 +36,7 @@ ACTIONS = {
     "verdict.approve": "Autodoc approved",
     "verdict.request_changes": "Changes requested",
     "verdict.reject": "Autodoc rejected",
+    "comparison.choose": "Blind comparison made",
     "model.register": "Model registered",
     "model.promote": "Model promoted",
     "model.override": "Model promoted over the gate",

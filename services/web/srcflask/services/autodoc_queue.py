@@ -29,7 +29,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -50,6 +50,14 @@ class Job:
     body: str
     queued_at: dt.datetime
     started_at: dt.datetime
+
+    # What the writer's log calls it (services/shadow_drafts.py's jobs are "shadow_draft").
+    kind = "autodoc"
+
+    @property
+    def id(self):
+        """The row the job writes: the writer handles this queue's jobs and shadow drafts alike."""
+        return self.autodoc_id
 
 
 def claim_jobs(worker, limit, lease_seconds, max_attempts):
@@ -91,31 +99,52 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
     return [Job(row.id, token, row.title, row.body, _aware(row.queued_at), now) for row in rows]
 
 
+def of_unarchived_documents(statement):
+    """`statement` (over autodocs) narrowed to the autodocs of documents not archived: only
+    those are written (and hold a place in the queue); the others wait until the document
+    is restored."""
+    return (statement.join(Revision, Revision.id == Autodoc.revision_id)
+            .join(Retention, Retention.document_id == Revision.document_id)
+            .where(Retention.archived_at.is_(None)))
+
+
+def claimable(now):
+    """The condition "a real autodoc waits for a writer at `now`": one queued for a document
+    not archived, or one whose writer's lease ran out (claim_jobs takes both). Work that
+    must give way to real autodocs (shadow drafts) is claimed only under its negation,
+    evaluated in the claiming statement itself."""
+    return or_(of_unarchived_documents(select(Autodoc.id).where(Autodoc.status == "queued")).exists(),
+               select(Autodoc.id).where(*leases.expired(Autodoc, now)).exists())
+
+
 def _queued_with_turns():
     """Every waiting or running autodoc's id, status and turn: 1 for its sponsor's oldest,
     2 for the next... A job being written counts as its sponsor's turn, so a sponsor whose
     job is on the writer goes behind those still waiting for their first. Claims and places
     in the queue both take the queued ones by (turn, id). The autodocs of archived documents
     are left out: they wait, unwritten and holding no place, until the document is restored."""
-    return (
+    return of_unarchived_documents(
         select(Autodoc.id.label("id"), Autodoc.status.label("status"),
                func.row_number().over(partition_by=Retention.sponsor_id, order_by=Autodoc.id).label("turn"))
-        .join(Revision, Revision.id == Autodoc.revision_id)
-        .join(Retention, Retention.document_id == Revision.document_id)
-        .where(Autodoc.status.in_(("queued", "running")), Retention.archived_at.is_(None))
-        .subquery("turns")
-    )
+    ).where(Autodoc.status.in_(("queued", "running"))).subquery("turns")
 
 
 def _fail_exhausted_expired_jobs(now, max_attempts):
-    failed = db.session.scalars(
-        update(Autodoc)
-        .where(*leases.expired(Autodoc, now), Autodoc.attempts >= max_attempts)
-        .values(status="failed", finished_at=now, lease_expires_at=None, attempt_token=None,
-                error=DIED_MESSAGE.format(attempts=max_attempts))
-        .returning(Autodoc.id)
-    ).all()
+    failed = fail_exhausted_expired(Autodoc, now, max_attempts, DIED_MESSAGE)
     notifications.autodocs_finished(failed, notifications.AUTODOC_FAILED)
+
+
+def fail_exhausted_expired(model, now, max_attempts, died_message):
+    """Mark failed the rows of `model` (autodocs, shadow drafts: the writer's queues) whose
+    lease ran out after their last attempt, with `died_message` (formatted with `attempts`);
+    returns their ids."""
+    return db.session.scalars(
+        update(model)
+        .where(*leases.expired(model, now), model.attempts >= max_attempts)
+        .values(status="failed", finished_at=now, lease_expires_at=None, attempt_token=None,
+                error=died_message.format(attempts=max_attempts))
+        .returning(model.id)
+    ).all()
 
 
 def extend_leases(jobs, lease_seconds, deadline_seconds=None):
@@ -148,18 +177,25 @@ def complete_job(job, prompt, continuation, stamp, model_id=None):
 def fail_job(job, reason, max_attempts):
     """Give the job back to the queue, or mark it failed once its attempts are used up
     (then its sponsor is told). False (nothing written) when this attempt lost its claim."""
-    exhausted = Autodoc.attempts >= max_attempts
-    status = db.session.scalar(
-        _own(job).values(
-            status=case((exhausted, "failed"), else_="queued"),
-            finished_at=case((exhausted, func.now()), else_=None),
-            error=reason[:2000], attempt_token=None, lease_expires_at=None,
-        ).returning(Autodoc.status)
-    )
+    status = give_back(Autodoc, job, reason, max_attempts)
     if status == "failed":
         notifications.autodocs_finished([job.autodoc_id], notifications.AUTODOC_FAILED)
     db.session.commit()
     return status is not None
+
+
+def give_back(model, job, reason, max_attempts):
+    """The conditional write that gives a claimed row of `model` (autodocs, shadow drafts: the
+    writer's queues) back to its queue with `reason`, or marks it failed once its attempts are
+    used up; returns its new status, None when this attempt lost its claim. The caller commits."""
+    exhausted = model.attempts >= max_attempts
+    return db.session.scalar(
+        leases.own(model, [job.id], job.attempt_token).values(
+            status=case((exhausted, "failed"), else_="queued"),
+            finished_at=case((exhausted, func.now()), else_=None),
+            error=reason[:2000], attempt_token=None, lease_expires_at=None,
+        ).returning(model.status)
+    )
 
 
 def _own(job):
@@ -212,14 +248,13 @@ def queue_by_sponsor(limit=10):
     id, name, queued, running, oldest queued_at) rows, one query."""
     waiting = Autodoc.status.in_(("queued", "running"))
     return db.session.execute(
-        select(Retention.sponsor_id, User.name,
-               func.count().filter(Autodoc.status == "queued").label("queued"),
-               func.count().filter(Autodoc.status == "running").label("running"),
-               func.min(Autodoc.queued_at).filter(Autodoc.status == "queued").label("oldest"))
-        .join(Revision, Revision.id == Autodoc.revision_id)
-        .join(Retention, Retention.document_id == Revision.document_id)
+        of_unarchived_documents(
+            select(Retention.sponsor_id, User.name,
+                   func.count().filter(Autodoc.status == "queued").label("queued"),
+                   func.count().filter(Autodoc.status == "running").label("running"),
+                   func.min(Autodoc.queued_at).filter(Autodoc.status == "queued").label("oldest")))
         .join(User, User.id == Retention.sponsor_id)
-        .where(waiting, Retention.archived_at.is_(None))
+        .where(waiting)
         .group_by(Retention.sponsor_id, User.name)
         .order_by(func.count().desc(), Retention.sponsor_id).limit(limit)
     ).all()

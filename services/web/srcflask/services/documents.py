@@ -12,7 +12,7 @@ from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Bundle, aliased, contains_eager, joinedload, selectinload
 
 from ..extensions import db
-from . import audit, notifications
+from . import audit, notifications, shadow_drafts
 from .autodoc_queue import progress_of
 from .pages import MAX_PAGE, paginate  # noqa: F401  (MAX_PAGE: re-exported; the lists here clamp to it)
 from ..models import Autodoc, Document, Retention, Revision, User, Verdict
@@ -126,8 +126,10 @@ def _approved_editor(editor_id):
 def _queue_revision(document_id, version, title, body, saved_by):
     """The revision a save leaves and the writer's job for it."""
     revision = Revision(document_id=document_id, version=version, title=title, body=body, saved_by_id=saved_by.id)
-    revision.autodocs.append(Autodoc(status=QUEUED))
+    autodoc = Autodoc(status=QUEUED)
+    revision.autodocs.append(autodoc)
     db.session.add(revision)
+    shadow_drafts.queue_for(autodoc)
     return revision
 
 

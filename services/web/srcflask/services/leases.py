@@ -1,7 +1,7 @@
 """Rows as jobs: claims, leases on the database clock, attempt tokens.
 
-Used by every table whose rows are work for a background process (the writer's autodocs,
-the mail outbox). Such a table has the columns `status`, `attempts`, `attempt_token`,
+Used by every table whose rows are work for a background process (the writer's autodocs and
+shadow drafts, the mail outbox, training runs). Such a table has the columns `status`, `attempts`, `attempt_token`,
 `worker`, `started_at` and `lease_expires_at`, and this discipline:
 
 - A claim locks its rows with SELECT ... FOR UPDATE SKIP LOCKED (`lock`), so claimers

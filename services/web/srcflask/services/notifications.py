@@ -259,6 +259,10 @@ def set_preferences(user, choices):
         if delivery not in DELIVERY_LABELS:
             raise InvalidPreferences(f"Choose one of {', '.join(DELIVERY_LABELS.values())} for "
                                      f"“{EMAIL_KINDS[kind]}”.")
+    # Two saves at once (two tabs, a double submit) take turns on the person's row, so the
+    # second reads the first's rows instead of inserting one beside it (a primary-key
+    # violation). NO KEY UPDATE: what only refers to the user is not held up.
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     current = preferences(user)
     changed = [kind for kind, delivery in choices.items() if current[kind] != delivery]
     for kind in changed:

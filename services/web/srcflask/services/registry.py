@@ -17,7 +17,12 @@ transaction.
 
 The promotion gate: a candidate is promoted only when its validation perplexity beats the
 active model's on the candidate's own training set (both figures from model_evaluations,
-written by the trainer); otherwise only with an override and a written reason.
+written by the trainer) and, when PROMOTION_MIN_COMPARISONS is above 0, when editors have
+compared its drafts blind with the active model's at least that many times and the lower
+end of the 95 % interval of its win rate is above PROMOTION_MIN_WIN_LOWER_BOUND
+(services/win_rate.py): a lower perplexity says the candidate fits the approved texts
+better, the comparisons that editors find it writes better. Otherwise it is promoted only
+with an override and a written reason.
 
 Functions here flush, never commit: the caller (a view, a command, the writer) commits once.
 """
@@ -39,7 +44,7 @@ from ..models import ModelEvaluation, Verdict, WriterModel
 from ..static.data.processeddata.models import Autodoc
 from ..static.mlmodels.seedmlmodels.headmodel import ModelNotInstalled, registrable_config
 from ..static.src.evaluation.autodocwriter import AutodocWriter
-from . import audit, leases
+from . import audit, leases, win_rate
 
 MLMODELS = Path(__file__).resolve().parents[1] / "static" / "mlmodels"
 # A family name doubles as a folder name in SEED_MODELS_DIR.
@@ -67,8 +72,9 @@ class AlreadyActive(RegistryError):
 
 
 class GateRefused(RegistryError):
-    """The candidate does not beat the active model (or cannot be compared with it), or an
-    override came without a reason."""
+    """The candidate does not beat the active model (its validation perplexity, or the
+    editors' blind comparisons when the gate asks for them; or it cannot be compared with
+    it), or an override came without a reason."""
 
 
 class ModelIntegrityError(RegistryError):
@@ -150,8 +156,10 @@ def next_version(name):
     return (db.session.scalar(select(func.max(WriterModel.version)).where(WriterModel.name == name)) or 0) + 1
 
 
-def _serialise():
-    """Run registry changes one at a time (PostgreSQL; SQLite has a single writer anyway)."""
+def serialise():
+    """Run registry changes one at a time, until the caller's transaction ends (PostgreSQL;
+    SQLite has a single writer anyway): promotions, rollbacks, registrations and the making
+    of training sets, whose checks would otherwise race."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(select(func.pg_advisory_xact_lock(REGISTRY_LOCK)))
 
@@ -175,7 +183,7 @@ def register_folder(path, *, kind, name, parent=None, created_by=None, training=
         config = registrable_config(source)
     except ModelNotInstalled as error:
         raise NotAModelFolder(str(error)) from None
-    _serialise()
+    serialise()
     if kind == "seed":
         check_new_seed(name)
     folder = source
@@ -246,7 +254,7 @@ def adopt_installed(path):
     existing installation's WRITER_MODEL_DIR) in place as the first seed model, which makes
     it active. Returns the active model afterwards (another writer may have registered one
     first), or None when models are registered but none is active."""
-    _serialise()
+    serialise()
     if db.session.scalar(select(WriterModel.id).limit(1)) is not None:
         return active_model()
     name = re.sub(r"[^A-Za-z0-9._-]", "-", Path(path).resolve().name).lstrip("._-")[:100] or "gpt2"
@@ -303,10 +311,38 @@ def _evaluation(model_id, training_set_id):
 
 
 def _gate(candidate, active):
-    """(passes, sentence): does the candidate's validation perplexity beat the active model's
-    on the candidate's training set?"""
+    """(passes, sentence): does the candidate pass the perplexity rule and, when it is on,
+    the comparison rule? The sentence says how each rule went, with its numbers."""
     if active is None:
         return True, "No model is active yet: nothing to compare with."
+    passes, sentence = _perplexity_rule(candidate, active)
+    if not current_app.config["PROMOTION_MIN_COMPARISONS"]:
+        return passes, sentence
+    compared, because = _comparison_rule(candidate, active)
+    return passes and compared, f"{sentence} {because}"
+
+
+def _comparison_rule(candidate, active):
+    """(passes, sentence): has the candidate been compared blind with the active model often
+    enough, and is the lower end of its win rate's interval above the threshold?"""
+    tally = win_rate.tally(candidate.id, active.id)
+    needed = current_app.config["PROMOTION_MIN_COMPARISONS"]
+    bound = current_app.config["PROMOTION_MIN_WIN_LOWER_BOUND"]
+    if tally.comparisons < needed:
+        return False, (f"Editors compared {candidate.label}'s drafts blind with {active.label}'s {tally.comparisons} "
+                       f"time{'s' if tally.comparisons != 1 else ''}; the gate needs at least {needed}.")
+    low, high = tally.interval
+    record = (f"In {tally.comparisons} blind comparisons with {active.label}'s drafts, {candidate.label}'s won "
+              f"{tally.wins}, tied {tally.ties} and lost {tally.losses}: a win rate of {tally.win_rate:.1%} "
+              f"(ties count half; 95% interval {low:.1%} to {high:.1%})")
+    if low > bound:
+        return True, f"{record}, whose lower end is above {bound:.1%}."
+    return False, f"{record}, whose lower end is not above {bound:.1%}."
+
+
+def _perplexity_rule(candidate, active):
+    """(passes, sentence): does the candidate's validation perplexity beat the active model's
+    on the candidate's training set?"""
     if candidate.training_set_id is None:
         return False, (f"{candidate.label} has no training set, so there is no validation perplexity to compare "
                        f"with {active.label}'s.")
@@ -328,7 +364,7 @@ def promote(model_id, admin, *, reason="", override=False):
     (GateRefused) when it does not beat the active model, unless `override` with a reason;
     NotACandidate / AlreadyActive / ModelNotFound otherwise. Audited. Returns the model."""
     reason = (reason or "").strip()
-    _serialise()
+    serialise()
     model = _locked(model_id)
     if model.state == "active":
         raise AlreadyActive(f"{model.label} is already the active model.")
@@ -356,7 +392,7 @@ def rollback(model_id, admin, *, reason):
     reason = (reason or "").strip()
     if not reason:
         raise RegistryError("A rollback needs a written reason.")
-    _serialise()
+    serialise()
     model = _locked(model_id)
     if model.state == "active":
         raise AlreadyActive(f"{model.label} is already the active model.")
@@ -397,8 +433,11 @@ def record_evaluation(model, training_set, loss, perplexity, tokens):
 def comparison(candidate):
     """What the Models page shows side by side for `candidate`: the training set, the
     candidate's, the active model's and the parent's validation figures on it (each
-    {model_id, label, loss, perplexity, tokens}, or None where there is no such model), and
-    the gate's outcome as `passes` with a sentence."""
+    {model_id, label, loss, perplexity, tokens}, or None where there is no such model), the
+    editors' blind comparisons of its drafts with the active model's (`blind`: the
+    win_rate.Tally as a dict, with the comparison rule's settings, `min_comparisons` 0 when
+    it is off; None while no other model is active), and the gate's outcome as `passes`
+    with a sentence."""
     active = active_model()
     training_set_id = candidate.training_set_id
 
@@ -411,9 +450,15 @@ def comparison(candidate):
                 "perplexity": evaluation.perplexity if evaluation else None,
                 "tokens": evaluation.tokens if evaluation else None}
 
-    passes, message = _gate(candidate, active if active is not None and active.id != candidate.id else None)
+    baseline = active if active is not None and active.id != candidate.id else None
+    passes, message = _gate(candidate, baseline)
+    blind = None
+    if baseline is not None:
+        blind = {**win_rate.tally(candidate.id, baseline.id).as_dict(),
+                 "min_comparisons": current_app.config["PROMOTION_MIN_COMPARISONS"],
+                 "min_lower_bound": current_app.config["PROMOTION_MIN_WIN_LOWER_BOUND"]}
     return {"training_set_id": training_set_id, "candidate": figures(candidate),
-            "active": figures(active), "parent": figures(candidate.parent),
+            "active": figures(active), "parent": figures(candidate.parent), "blind": blind,
             "passes": passes, "message": message}
 
 

@@ -6,18 +6,22 @@ through the autodoc, to the exact revision that text was written from. An autodo
 stale once its document was saved again (its revision's version is below the document's):
 derived, never stored. A stale autodoc may be sent back or rejected, never approved.
 A new verdict on the same autodoc replaces the current one and keeps it as history.
+Sending back or rejecting may come with a correction: the writer's continuation as the
+editor says it should have read, kept on the verdict (so tied to that exact autodoc and
+revision), shown to the sponsor as a word diff, and taken by training sets as the target.
 Functions here flush, never commit: the caller commits once.
 """
 import json
 from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Bundle, aliased, joinedload
 
 from ..extensions import db
 from ..models import DECISIONS, Document, Retention, User, Verdict, WriterModel
 from ..static.data.processeddata.models import Autodoc, Revision
-from . import audit, notifications
+from . import audit, comparisons, notifications
 from .pages import paginate
 from .worddiff import word_diff
 
@@ -33,6 +37,10 @@ class ReviewError(Exception):
 
 class InvalidVerdict(ReviewError):
     """An unknown decision, or a missing or too long comment."""
+
+
+class InvalidCorrection(InvalidVerdict):
+    """A correction that is empty, the writer's text unchanged, too long, or given with an approval."""
 
 
 class NotReviewable(ReviewError):
@@ -64,6 +72,24 @@ def comment_error(decision, comment):
         return COMMENT_REQUIRED
     if len(comment) > COMMENT_MAX_CHARS:
         return f"The comment is too long ({len(comment):,} characters; at most {COMMENT_MAX_CHARS:,})."
+    return None
+
+
+def correction_error(decision, correction, written):
+    """Why `correction` (cleaned: documents.clean_body) cannot go with `decision` on an autodoc whose
+    continuation is `written`, or None; a correction of None is no correction (the form
+    and the service share it)."""
+    if correction is None:
+        return None
+    if decision == "approve":
+        return "A correction goes with requesting changes or rejecting: approving keeps the writer's text as it is."
+    if not correction.strip():
+        return "The correction is empty: write the text as it should have read, or leave the correction out."
+    if correction.strip() == (written or "").strip():
+        return "The correction is the writer's text unchanged: change it, or leave the correction out."
+    limit = current_app.config["DOCUMENT_BODY_MAX_CHARS"]
+    if len(correction) > limit:
+        return f"The correction is too long ({len(correction):,} characters; at most {limit:,})."
     return None
 
 
@@ -168,15 +194,22 @@ def newest_autodoc_id(document_id):
     )
 
 
-def give_verdict(autodoc, editor, decision, comment):
+def give_verdict(autodoc, editor, decision, comment, correction=None):
     """Record `editor`'s verdict on `autodoc`, replacing its current one (kept as history),
-    audit it and tell the sponsor. Raises InvalidVerdict, NotReviewable, NotTheEditor or
+    audit it and tell the sponsor. `correction` (None: none) is the continuation as it
+    should have read, cleaned by the form or the API as a body is (documents.clean_body,
+    which this module cannot import: documents → shadow_drafts → autodoc_queue → reviews)
+    and kept as written, its leading space too: it joins the prompt as the writer's text
+    does. Raises InvalidVerdict (InvalidCorrection), NotReviewable, NotTheEditor or
     StaleApproval before writing anything."""
     if decision not in DECISIONS:
         raise InvalidVerdict("Choose approve, request changes or reject.")
     problem = comment_error(decision, comment)
     if problem:
         raise InvalidVerdict(problem)
+    problem = correction_error(decision, correction, autodoc.continuation)
+    if problem:
+        raise InvalidCorrection(problem)
     # Verdicts on one autodoc are taken one after the other, and the document cannot be
     # saved between the staleness check and the commit (an edit waits for this share lock).
     db.session.execute(select(Autodoc.id).where(Autodoc.id == autodoc.id).with_for_update())
@@ -201,12 +234,14 @@ def give_verdict(autodoc, editor, decision, comment):
             update(Retention).where(Retention.document_id == document.id)
             .values(awaiting_review=Retention.awaiting_review - 1)
         )
-    verdict = Verdict(autodoc_id=autodoc.id, editor_id=editor.id, decision=decision, comment=(comment or "").strip())
+    verdict = Verdict(autodoc_id=autodoc.id, editor_id=editor.id, decision=decision, comment=(comment or "").strip(),
+                      correction=correction)
     db.session.add(verdict)
     db.session.flush()
     audit.record(editor, f"verdict.{decision}", "autodoc", autodoc.id, verdict_id=verdict.id,
                  document_id=document.id, title=document.title, version=version,
-                 generation=autodoc.generation, stale=stale, comment=verdict.comment, replaces=replaced)
+                 generation=autodoc.generation, stale=stale, comment=verdict.comment, replaces=replaced,
+                 has_correction=correction is not None)
     notifications.autodoc_reviewed(editor, verdict, autodoc, document)
     return verdict
 
@@ -229,11 +264,19 @@ class Review:
     body_diff: list | None
     autodoc_diff: list | None
     verdicts: list  # every verdict on the autodoc, newest (the current one) first
+    # The editor's blind comparison (comparisons.BlindPair, or the Revealed choice), or None.
+    # While it is blind, the page shows neither the autodoc's text nor anything made from it.
+    comparison: "comparisons.BlindPair | comparisons.Revealed | None"
+
+    @property
+    def blind(self):
+        return self.comparison is not None and self.comparison.blind
 
 
-def review_of(autodoc, document):
-    """The review page of `autodoc` (of `document`, loaded by the caller's access check):
-    four queries."""
+def review_of(autodoc, document, editor=None):
+    """The review page of `autodoc` (of `document`, loaded by the caller's access check),
+    for `editor` (None: an admin's read-only page, without comparisons): four queries, and
+    up to three for the editor's comparison."""
     revision = autodoc.revision
     previous = db.session.scalar(
         select(Revision).where(Revision.document_id == document.id, Revision.version == revision.version - 1)
@@ -261,6 +304,7 @@ def review_of(autodoc, document):
         body_diff=word_diff(previous.body, revision.body) if previous else None,
         autodoc_diff=word_diff(previous_autodoc.continuation, autodoc.continuation) if comparable else None,
         verdicts=verdicts,
+        comparison=comparisons.for_review(autodoc, editor) if editor is not None else None,
     )
 
 

@@ -1,8 +1,14 @@
-"""Training sets: the editors' approvals, frozen into files a model can be retrained on.
+"""Training sets: the editors' approvals and corrections, frozen into files a model can be
+retrained on.
 
-A training set is every approved autodoc (its current verdict is "approve", it was written,
-its text is not empty, its document is not archived) as a pair: the prompt exactly as the
-writer built it (Autodoc.prompt) and the continuation the editor approved. Pairs are split
+A training set is every reviewed autodoc whose current verdict gives a text to learn (it
+was written, its document is not archived) as a pair: the prompt exactly as the writer
+built it (Autodoc.prompt) and a target. The target is the continuation the editor
+approved, or — when the editor sent the autodoc back or rejected it and wrote how it
+should have read — that correction instead of the writer's text: the text the model should
+have written for that prompt. A target that is empty leaves the pair out. Each line of the
+file says which its target is (`source`: "approved" or "correction"); the set's row counts
+the corrections. Pairs are split
 into a training and a validation side BY DOCUMENT: every autodoc of one document lands on
 the same side, so a model is never measured on a document it was trained on (autodocs of
 successive versions of one document share most of their words).
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
@@ -39,8 +45,11 @@ from . import audit, registry
 
 # Set paths are stored relative to this folder when inside it (the installation can move).
 DATA_ROOT = Path(__file__).resolve().parent.parent / "static" / "data"
+# The decisions whose writer's text is a target; a correction is one on any other decision.
 VERDICTS = ("approve",)
 SPLITS = ("train", "validation")
+SOURCES = ("approved", "correction")
+WHITESPACE = " \t\n\r\f\v"
 
 
 class TrainingSetError(ValueError):
@@ -48,8 +57,8 @@ class TrainingSetError(ValueError):
 
 
 class NotEnoughReviews(TrainingSetError):
-    """Too few approved autodocs (or documents) for a training set; `needed` is how many more
-    documents with an approved autodoc it takes."""
+    """Too few approved or corrected autodocs (or documents) for a training set; `needed` is
+    how many more documents with one it takes."""
 
     def __init__(self, message, needed):
         self.needed = needed
@@ -69,20 +78,25 @@ class _Pair:
     autodoc_id: int
     document_id: int
     prompt: str
-    continuation: str
+    continuation: str  # the target: the approved continuation, or the editor's correction
+    source: str  # "approved" or "correction"
 
 
 def build(created_by=None):
     """Make a training set from the reviews as they are now, write its file and add its row
     (audited, as `created_by`: a User, or None for the console). Raises NotEnoughReviews
-    with how many more documents need an approved autodoc (or when an existing set already
+    with how many more documents need an approved or corrected autodoc (or when an existing set already
     holds exactly these pairs), NoTokenizer when no unchanged model is active, before
     writing anything."""
     config = current_app.config
+    # Two builds at once (a double click, two admins) take turns: the second then finds the
+    # first's set and is told so, instead of both passing the "same pairs" check below.
+    registry.serialise()
     # The newest verdict first, and only verdicts up to it after: the set holds no verdict
     # newer than the one it says it has seen (reviews_since_newest counts from there).
     last_verdict_id = db.session.scalar(select(func.max(Verdict.id))) or 0
-    pairs = _approved_pairs(last_verdict_id)
+    pairs = [_Pair(row.autodoc_id, row.document_id, row.prompt, row.target, row.source)
+             for row in db.session.execute(pairs_select().where(Verdict.id <= last_verdict_id))]
     train_ids, validation_ids = _split(sorted({pair.document_id for pair in pairs}), config)
     train = [pair for pair in pairs if pair.document_id in train_ids]
     validation = [pair for pair in pairs if pair.document_id in validation_ids]
@@ -91,8 +105,8 @@ def build(created_by=None):
     sha256 = hashlib.sha256(content).hexdigest()
     same = db.session.scalar(select(TrainingSet.id).where(TrainingSet.sha256 == sha256).limit(1))
     if same is not None:
-        raise NotEnoughReviews(f"Training set #{same} already holds exactly these approved autodocs: train on it, "
-                               "or approve more autodocs first.", needed=1)
+        raise NotEnoughReviews(f"Training set #{same} already holds exactly these approved and corrected autodocs: "
+                               "train on it, or review more autodocs first.", needed=1)
     model, tokenizer = _tokenizer()
     path = _write_once(Path(config["TRAINING_DATA_DIR"]) / f"{sha256}.jsonl", content)
     training_set = TrainingSet(
@@ -100,6 +114,7 @@ def build(created_by=None):
         train_documents=len(train_ids), train_pairs=len(train), train_tokens=_tokens(tokenizer, train),
         validation_documents=len(validation_ids), validation_pairs=len(validation),
         validation_tokens=_tokens(tokenizer, validation), tokenizer_model_id=model.id,
+        corrections=sum(pair.source == "correction" for pair in pairs),
         last_verdict_id=last_verdict_id, created_by_id=created_by.id if created_by is not None else None,
     )
     db.session.add(training_set)
@@ -108,23 +123,44 @@ def build(created_by=None):
                  path=training_set.path, last_verdict_id=last_verdict_id,
                  train_documents=training_set.train_documents, train_pairs=training_set.train_pairs,
                  validation_documents=training_set.validation_documents,
-                 validation_pairs=training_set.validation_pairs)
+                 validation_pairs=training_set.validation_pairs, corrections=training_set.corrections)
     return training_set
 
 
-def _approved_pairs(last_verdict_id):
-    """The approved, written, non-empty autodocs of documents that are not archived, by id."""
-    rows = db.session.execute(
-        select(Autodoc.id, Revision.document_id, Autodoc.prompt, Autodoc.continuation)
+def reviewed_select(*columns):
+    """SELECT `columns` of every written autodoc (with its prompt) of a document that is not
+    archived, joined with its current verdict and its revision, by autodoc id: what training
+    sets and the training exports (services/training_exports.py) read, each with its own
+    conditions."""
+    return (
+        select(*columns).select_from(Autodoc)
         .join(Verdict, (Verdict.autodoc_id == Autodoc.id) & Verdict.current)
         .join(Revision, Revision.id == Autodoc.revision_id)
         .join(Retention, Retention.document_id == Revision.document_id)
-        .where(Verdict.decision.in_(VERDICTS), Verdict.id <= last_verdict_id, Autodoc.status == "done",
-               Retention.archived_at.is_(None), Autodoc.prompt.is_not(None))
+        .where(Autodoc.status == "done", Retention.archived_at.is_(None), Autodoc.prompt.is_not(None))
         .order_by(Autodoc.id)
     )
-    return [_Pair(row.id, row.document_id, row.prompt, row.continuation)
-            for row in rows if row.continuation and row.continuation.strip()]
+
+
+def pairs_select(*columns):
+    """The SELECT of the pairs a training set takes, by autodoc id: autodoc_id, document_id,
+    prompt, target and source (then `columns`), of every reviewed autodoc (reviewed_select)
+    whose current verdict approves it or carries a correction, and whose target has text.
+    The supervised export reads the same pairs, with columns of its own."""
+    corrected = Verdict.correction.is_not(None)
+    # The database holds that a correction never goes with an approval.
+    target = func.coalesce(Verdict.correction, Autodoc.continuation)
+    return reviewed_select(
+        Autodoc.id.label("autodoc_id"), Revision.document_id, Autodoc.prompt, target.label("target"),
+        case((corrected, SOURCES[1]), else_=SOURCES[0]).label("source"), *columns,
+    ).where(Verdict.decision.in_(VERDICTS) | corrected, has_text(target))
+
+
+def has_text(column):
+    """The SQL condition that `column` holds more than whitespace: a text without any
+    teaches nothing. Said in SQL (trim with the characters named, which PostgreSQL and
+    SQLite both read alike) so that what the exports count is what they stream."""
+    return func.trim(column, WHITESPACE) != ""
 
 
 def _split(document_ids, config):
@@ -137,10 +173,11 @@ def _split(document_ids, config):
                  f"{config['TRAINING_MIN_VALIDATION_DOCUMENTS']} for validation")
         more = need - have
         if not have:
-            message = (f"No approved autodocs yet: a training set is made of the autodocs editors approved, from at "
-                       f"least {need} documents ({sides}). Approve autodocs of {more} documents first.")
+            message = (f"No approved autodocs yet: a training set is made of the autodocs editors approved (or "
+                       f"corrected), from at least {need} documents ({sides}). Approve autodocs of {more} documents "
+                       "first.")
         else:
-            message = (f"Approved autodocs come from {have} document{'s' if have != 1 else ''}; a training set needs "
+            message = (f"Approved (or corrected) autodocs come from {have} document{'s' if have != 1 else ''}; a training set needs "
                        f"at least {need} ({sides}). Approve autodocs of {more} more document"
                        f"{'s' if more != 1 else ''} first.")
         raise NotEnoughReviews(message, needed=more)
@@ -164,7 +201,8 @@ def _documents_needed(have, config):
 
 def _line(split, pair):
     return json.dumps({"split": split, "document_id": pair.document_id, "autodoc_id": pair.autodoc_id,
-                       "prompt": pair.prompt, "continuation": pair.continuation}, ensure_ascii=False) + "\n"
+                       "prompt": pair.prompt, "continuation": pair.continuation, "source": pair.source},
+                      ensure_ascii=False) + "\n"
 
 
 def _tokenizer():
@@ -237,8 +275,9 @@ def verify_file(training_set):
 
 def read_pairs(training_set, split):
     """The pairs of one side ("train" or "validation") of the set, in the file's order, each
-    {"prompt", "continuation", "document_id", "autodoc_id"}; the file is checked against its
-    hash in the same read (TrainingSetChanged)."""
+    {"prompt", "continuation", "document_id", "autodoc_id"} ("continuation" is the target:
+    what the model learns to write after the prompt, an editor's correction where there is
+    one); the file is checked against its hash in the same read (TrainingSetChanged)."""
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}: expected one of {', '.join(SPLITS)}.")
     pairs = []
