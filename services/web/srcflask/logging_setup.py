@@ -9,10 +9,11 @@ the same formatter) and other libraries stay quiet.
 Every line written while a request is served carries its id (request.id: nginx's
 X-Request-ID, else a new one), and so does the response (its X-Request-ID header, and the
 error page). The jobs a request queued (an autodoc, a shadow draft, an email, a training
-run) are written later by other processes, which have no request: the request's own line
-lists the ids of the job rows it committed (`autodoc_ids` ...), and the writer's,
-sender's and trainer's lines name the row they worked on (`autodoc_id` ...), so one
-search for the request id, then one for those ids, follows a save to its autodoc.
+run) are written later by other processes, which have no request: each job row keeps the
+id of the request that inserted it (`request_id`), and the writer's, sender's and trainer's
+lines about it carry it, beside the row's own id (`autodoc_id` ...); the request's own line
+lists the ids of the job rows it committed (`autodoc_ids` ...). One search for the id a user
+quotes follows a save to its autodoc.
 """
 import datetime as dt
 import json
@@ -90,11 +91,12 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """A readable line, ending with the request's id in a request."""
+    """A readable line, ending with the request's id in a request, or with the id of the request
+    that queued the job a line is about (a writer's, sender's or trainer's `request_id`)."""
 
     def formatMessage(self, record):
         line = super().formatMessage(record)
-        request_id = current_request_id()
+        request_id = current_request_id() or getattr(record, "request_id", None)
         return f"{line} [request {request_id}]" if request_id else line
 
 
@@ -172,6 +174,17 @@ def _job_fields():
             TrainingRun: "training_run_ids"}
 
 
+def _stamp_new_jobs(session, flush_context, instances):
+    """Before a flush in a request: each job row it inserts keeps the request's id
+    (`request_id`), so the writer's, sender's and trainer's log lines about it name it too."""
+    request_id = current_request_id()
+    if request_id:
+        fields = _job_fields()
+        for row in session.new:
+            if type(row) in fields and row.request_id is None:
+                row.request_id = request_id
+
+
 def _note_new_jobs(session, flush_context):
     """After a flush in a request: the job rows it inserted, kept on the session until the
     transaction ends (session.new still lists them here, their ids assigned)."""
@@ -208,7 +221,8 @@ def init_app(app):
     app.after_request(log_request)
     app.after_request(send_request_id)
     # On the session class, shared by every app of the process: registered once.
-    for name, listener in (("after_flush", _note_new_jobs), ("after_commit", _keep_committed_jobs),
+    for name, listener in (("before_flush", _stamp_new_jobs), ("after_flush", _note_new_jobs),
+                           ("after_commit", _keep_committed_jobs),
                            ("after_rollback", _forget_rolled_back_jobs)):
         if not event.contains(db.session, name, listener):
             event.listen(db.session, name, listener)

@@ -140,7 +140,7 @@ class MailSender:
         sent = outbox.mark_sent(delivery)
         log.info("message %s %s", delivery.id, "sent" if sent else "sent, but its claim had been taken over",
                  extra={"event": "mail_sent" if sent else "mail_sent_late", "outbox_id": delivery.id,
-                        "attempts": delivery.attempts, "worker": worker})
+                        "attempts": delivery.attempts, "worker": worker, "request_id": delivery.request_id})
         return True
 
     @staticmethod
@@ -154,7 +154,8 @@ class MailSender:
             max_attempts=config["MAIL_MAX_ATTEMPTS"])
         log.warning("message %s not sent (attempt %d, now %s): %s", delivery.id, delivery.attempts, status,
                     describe(error), extra={"event": "mail_failed", "outbox_id": delivery.id, "status": status,
-                                            "attempts": delivery.attempts, "error": describe(error), "worker": worker})
+                                            "attempts": delivery.attempts, "error": describe(error), "worker": worker,
+                                            "request_id": delivery.request_id})
         return isinstance(error, MESSAGE_REFUSALS)
 
 

@@ -35,7 +35,7 @@ from flask import abort, current_app, request
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
                                disable_created_metrics, generate_latest, multiprocess, start_http_server)
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .logging_setup import request_seconds
@@ -70,10 +70,11 @@ GENERATION_SECONDS = Histogram(
 # Counted by writer.py's _log_job, the one place a job's outcome is logged, under the
 # job's kind and the outcome of its log event (writer.JOB_OUTCOMES).
 WRITER_JOB_KINDS = ("autodoc", "shadow_draft")
-WRITER_JOB_OUTCOMES = ("written", "refused", "not_saved")
+WRITER_JOB_OUTCOMES = ("written", "retried", "failed", "refused", "not_saved")
 WRITER_JOBS = Counter(
-    "srcflask_writer_jobs", "Jobs a writer finished, by kind (autodoc; shadow_draft: a candidate model's blind "
-    "draft) and outcome: written; refused (its lease had been taken over by another attempt); not_saved (the "
+    "srcflask_writer_jobs", "Jobs a writer finished or gave back, by kind (autodoc; shadow_draft: a candidate "
+    "model's blind draft) and outcome: written; retried (it failed and went back to the queue); failed (it failed "
+    "with its attempts used up); refused (its lease had been taken over by another attempt); not_saved (the "
     "database did not answer: the lease runs out and the job is tried again).",
     ["kind", "outcome"], registry=registry,
 )
@@ -93,11 +94,12 @@ class _DatabaseState:
 
     def collect(self):
         from .extensions import db
+        from .services import autodoc_queue
         from .services.outbox import UNSENT_STATUSES, outbox_depth
 
         database_up = GaugeMetricFamily("srcflask_database_up", "1 when the last scrape could read the database.")
         try:
-            queue = queue_figures()
+            queue = autodoc_queue.queue_figures()
             unsent = outbox_depth()
             runs = training_run_figures()
         except SQLAlchemyError as error:
@@ -137,32 +139,6 @@ class _DatabaseState:
         yield GaugeMetricFamily("srcflask_ratelimit_storage_up", "1 when the rate limits' storage (Redis) answers; "
                                 "0: each process counts on its own until it does (srcflask/throttle.py).",
                                 value=1 if ratelimit_up else 0)
-
-
-def queue_figures():
-    """{queued, running, waiting, retrying, oldest_age} of the autodocs, in one query over
-    the queued and running rows only (ix_autodocs_status_id): its cost follows the queue, not
-    the history. `waiting` (and `retrying`, the waiting ones that had an attempt already) and
-    `oldest_age` leave out archived documents' autodocs, as the writers' claim does
-    (services/autodoc_queue.py): they wait for nobody, and would otherwise age forever."""
-    from .extensions import db
-    from .models import Retention
-    from .static.data.processeddata.models import Autodoc, Revision
-
-    waiting = and_(Autodoc.status == "queued", Retention.archived_at.is_(None))
-    row = db.session.execute(
-        select(func.count().filter(Autodoc.status == "queued").label("queued"),
-               func.count().filter(Autodoc.status == "running").label("running"),
-               func.count().filter(waiting).label("waiting"),
-               func.count().filter(waiting, Autodoc.attempts > 0).label("retrying"),
-               func.extract("epoch", func.now() - func.min(Autodoc.queued_at).filter(waiting)).label("oldest_age"))
-        .select_from(Autodoc)
-        .join(Revision, Revision.id == Autodoc.revision_id)
-        .join(Retention, Retention.document_id == Revision.document_id)
-        .where(Autodoc.status.in_(("queued", "running")))
-    ).one()
-    return {"queued": row.queued, "running": row.running, "waiting": row.waiting, "retrying": row.retrying,
-            "oldest_age": max(0.0, float(row.oldest_age or 0))}
 
 
 def training_run_figures():

@@ -314,6 +314,8 @@ class OutboxMessage(db.Model):
     attempts: Mapped[int] = mapped_column(server_default="0")
     attempt_token: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(200))
+    # The request that queued it (stamped by logging_setup), named on the job's log lines.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[TimestampOrNone]
     lease_expires_at: Mapped[TimestampOrNone]
     # Not before this: a failed attempt pushes it out (exponential backoff).
@@ -467,6 +469,8 @@ class TrainingRun(db.Model):
     attempt_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[TimestampOrNone]
     worker: Mapped[str | None] = mapped_column(String(200))
+    # The request that queued it (stamped by logging_setup), named on the job's log lines.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[TimestampOrNone]
     queued_at: Mapped[Timestamp]
     finished_at: Mapped[TimestampOrNone]
@@ -513,6 +517,8 @@ class ShadowDraft(db.Model):
     attempt_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[TimestampOrNone]
     worker: Mapped[str | None] = mapped_column(String(200))
+    # The request that queued it (stamped by logging_setup), named on the job's log lines.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     stamp: Mapped[dict | None] = mapped_column(JSON)
     queued_at: Mapped[Timestamp]
     started_at: Mapped[TimestampOrNone]

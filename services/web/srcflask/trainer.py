@@ -82,7 +82,8 @@ class Trainer:
         registered), "cancelled", "failed" (with its reason on the run) or "lost" (this attempt's
         lease ran out and the run was ended without it). Never raises for a failure of the run."""
         log.info("training run %s claimed (attempt %s)", claim.run_id, claim.attempts,
-                 extra={"event": "training_started", "run_id": claim.run_id, "settings": claim.settings})
+                 extra={"event": "training_started", "run_id": claim.run_id, "settings": claim.settings,
+                        "request_id": claim.request_id})
         with app.app_context():
             removed = training.remove_leftovers()
             folder = training.incomplete_folder(claim)
@@ -94,7 +95,8 @@ class Trainer:
                 outcome = self._train(app, claim, folder, lost, on_progress)
         except Exception as error:  # the run fails with its reason; the trainer goes on
             log.exception("training run %s failed", claim.run_id,
-                          extra={"event": "training_failed", "run_id": claim.run_id, "error": leases.describe(error)})
+                          extra={"event": "training_failed", "run_id": claim.run_id, "error": leases.describe(error),
+                                 "request_id": claim.request_id})
             shutil.rmtree(folder, ignore_errors=True)
             try:
                 with app.app_context():
@@ -103,7 +105,7 @@ class Trainer:
                 log.exception("training run %s could not be marked failed", claim.run_id)
             return "failed"
         log.info("training run %s %s", claim.run_id, outcome,
-                 extra={"event": f"training_{outcome}", "run_id": claim.run_id})
+                 extra={"event": f"training_{outcome}", "run_id": claim.run_id, "request_id": claim.request_id})
         return outcome
 
     def _train(self, app, claim, folder, lost, on_progress):

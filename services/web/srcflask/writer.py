@@ -61,6 +61,9 @@ JOB_OUTCOMES = {
     False: ("refused: its lease was taken over", "refused"),
     None: ("not saved", "not_saved"),
 }
+# What became of a job the writer gave back, by what the queue's fail_job returned (None: the
+# database did not answer; the lease runs out and the job is tried again).
+GIVEN_BACK_OUTCOMES = {"queued": "retried", "failed": "failed", False: "refused", None: "not_saved"}
 NO_WRITER_HERE = "This process runs no writer (WRITER_IN_PROCESS=0): `flask writer run` processes write the autodocs."
 NO_MODEL_HELP = "Install one with `flask writer fetch` (needs internet) or set WRITER_MODEL_DIR to a GPT-2 folder."
 
@@ -264,8 +267,7 @@ class WriterRuntime:
         except Exception as error:  # loading or compiling the candidate
             reason = self._log_shadow_failure(drafts, error, worker)
             for draft in drafts:
-                self._with_database(app, "release", shadow_drafts.fail_job, draft, reason,
-                                    app.config["WRITER_MAX_ATTEMPTS"])
+                self._give_back(app, shadow_drafts, draft, reason, "release")
             return
         if candidate is None:  # refused: the drafts are settled
             return
@@ -483,8 +485,7 @@ class WriterRuntime:
         except Exception as error:
             for job in jobs:
                 if job.id not in settled:
-                    self._with_database(app, "release", queue.fail_job, job, leases.describe(error),
-                                        app.config["WRITER_MAX_ATTEMPTS"])
+                    self._give_back(app, queue, job, leases.describe(error), "release")
             raise
 
     def _write_claimed(self, app, current, jobs, worker, settled, queue):
@@ -527,8 +528,7 @@ class WriterRuntime:
                     self._generate(app, current, [one], worker, settled, queue)
                 return
             (job, _), = pending
-            self._with_database(app, "fail", queue.fail_job, job, leases.describe(error),
-                                app.config["WRITER_MAX_ATTEMPTS"])
+            self._give_back(app, queue, job, leases.describe(error), "fail")
             settled.add(job.id)
             return
         seconds = time.perf_counter() - started
@@ -541,6 +541,12 @@ class WriterRuntime:
             settled.add(job.id)
             self._log_job(job, written, seconds, len(pending), worker)
 
+    def _give_back(self, app, queue, job, reason, step):
+        """A job the writer could not finish goes back to its queue (or fails, its attempts used
+        up) through the queue's conditional write, and is counted by what became of it."""
+        status = self._with_database(app, step, queue.fail_job, job, reason, app.config["WRITER_MAX_ATTEMPTS"])
+        WRITER_JOBS.labels(job.kind, GIVEN_BACK_OUTCOMES[status]).inc()
+
     @staticmethod
     def _log_job(job, written, seconds, batch_size, worker):
         """The per-job log line: one per autodoc (or shadow draft, its `kind`) this writer
@@ -550,7 +556,7 @@ class WriterRuntime:
         ids = {"autodoc_id": job.autodoc_id} if job.kind == "autodoc" else \
             {"shadow_draft_id": job.id, "autodoc_id": job.autodoc_id, "model_id": job.model_id}
         log.info("%s %s %s in %.2f s (batch of %d)", job.kind.replace("_", " "), job.id, outcome, seconds,
-                 batch_size, extra={"event": f"{job.kind}_{event}", **ids,
+                 batch_size, extra={"event": f"{job.kind}_{event}", **ids, "request_id": job.request_id,
                                     "seconds": round(seconds, 3), "batch_size": batch_size, "worker": worker,
                                     "queued_at": job.queued_at.isoformat(), "started_at": job.started_at.isoformat()})
 

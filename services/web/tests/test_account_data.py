@@ -24,8 +24,9 @@ from .helpers import html, wrong_kept_figures
 from .test_api import bearer, make_token
 
 
-def _give_verdict(autodoc_id, editor, decision, comment=""):
-    reviews.give_verdict(db.session.get(Autodoc, autodoc_id), db.session.get(User, editor.id), decision, comment)
+def _give_verdict(autodoc_id, editor, decision, comment="", correction=None):
+    reviews.give_verdict(db.session.get(Autodoc, autodoc_id), db.session.get(User, editor.id), decision, comment,
+                         correction)
     db.session.commit()
 
 
@@ -38,7 +39,7 @@ def test_the_download_holds_every_document_revision_autodoc_and_verdict_of_the_s
         editor = make_user("editor")
         first = make_document(db.session.get(User, owner_id), editor, title="First", body="One")
         (written,) = write_autodocs("first text")
-        _give_verdict(written, editor, "request_changes", "Shorter, please.")
+        _give_verdict(written, editor, "request_changes", "Shorter, please.", "first, shorter")
         _give_verdict(written, editor, "approve")
         autodoc_queue.queue_regeneration(db.session.get(Autodoc, written).revision, by=db.session.get(User, owner_id))
         update_document(db.session.get(Document, first.id), 1, "First", "One, then two", db.session.get(User, owner_id))
@@ -72,8 +73,8 @@ def test_the_download_holds_every_document_revision_autodoc_and_verdict_of_the_s
     assert [(a["generation"], a["status"]) for a in version_1["autodocs"]] == [(1, "done"), (2, "queued")]
     judged = version_1["autodocs"][0]
     assert judged["continuation"] == "first text" and judged["stamp"]["model"] == "tiny-gpt2"
-    assert [(v["decision"], v["comment"], v["current"]) for v in judged["verdicts"]] == [
-        ("request_changes", "Shorter, please.", False), ("approve", "", True)]
+    assert [(v["decision"], v["comment"], v["correction"], v["current"]) for v in judged["verdicts"]] == [
+        ("request_changes", "Shorter, please.", "first, shorter", False), ("approve", "", None, True)]
     assert judged["verdicts"][0]["editor"] == editor.name
     assert version_1["autodocs"][1]["verdicts"] == []
     assert [a["status"] for a in version_2["autodocs"]] == ["queued"]

@@ -158,3 +158,18 @@ def test_runs_the_trainer_would_refuse_are_refused_before_anything_is_queued(api
     assert_error(api("POST", "/api/v1/training-runs", world["admin"], json=body), status, code)
 
     assert db.session.scalars(select(TrainingRun.id)).all() == [world["run"]]
+
+
+def test_a_run_started_by_a_request_is_claimed_with_its_request_id(api, world):
+    """The trainer's lines about a run name the request that queued it (logging_setup stamps
+    the run's row; the claim carries it to srcflask/trainer.py)."""
+    from srcflask.services import training
+
+    started = api("POST", "/api/v1/training-runs", world["admin"], headers={"X-Request-ID": "start-run-01"},
+                  json={"parent_id": world["candidate"], "training_set_id": world["training_set"], "epochs": 1})
+    assert started.status_code == 201
+    claims = {}
+    while (claim := training.claim_run("tests", 60)) is not None:
+        claims[claim.run_id] = claim.request_id
+    assert claims[started.get_json()["id"]] == "start-run-01"
+    assert set(claims.values()) == {None, "start-run-01"}  # the factory's run was queued outside a request

@@ -14,8 +14,8 @@ from srcflask.static.data.processeddata.models import Autodoc, Revision
 from .factories import make_document, make_user, write_autodocs
 
 FIELDS = {"autodoc_id", "document_id", "revision_version", "revision_title", "revision_body", "generation",
-          "prompt", "continuation", "stamp", "model", "written_at", "verdict", "comment", "reviewed_by", "reviewed_at",
-          "stale"}
+          "prompt", "continuation", "stamp", "model", "written_at", "verdict", "comment", "correction", "reviewed_by",
+          "reviewed_at", "stale"}
 
 
 @pytest.fixture
@@ -34,12 +34,14 @@ def reviewed(app, login_as):
         db.session.commit()
         (ids["plan_v2"],) = write_autodocs(" — the second text.")
 
-    def post(name, decision, comment=""):
-        return editor.post(f"/editor/autodocs/{ids[name]}/review", {"decision": decision, "comment": comment})
+    def post(name, decision, comment="", **correction):
+        return editor.post(f"/editor/autodocs/{ids[name]}/review",
+                           {"decision": decision, "comment": comment, **correction})
 
     assert post("notes", "approve").status_code == 302
     assert post("plan", "request_changes", "Too short.").status_code == 302
-    assert post("plan", "reject", "Written from the old text.").status_code == 302
+    assert post("plan", "reject", "Written from the old text.", correct="y",
+                correction=" — Plan, as it should read.").status_code == 302
     return ids
 
 
@@ -78,6 +80,7 @@ def test_the_export_is_json_lines_of_exactly_the_reviewed_autodocs(app, login_as
             "written_at": autodoc.finished_at.isoformat(),
             "verdict": "reject",  # the current verdict, not the one it replaced
             "comment": "Written from the old text.",
+            "correction": " — Plan, as it should read.",  # the editor's text, beside the writer's
             "reviewed_by": "Eve Editor",
             "reviewed_at": plan["reviewed_at"],
             "stale": True,

@@ -18,6 +18,7 @@ from srcflask.static.data.processeddata.models import Autodoc
 from srcflask.writer import WriterRuntime
 
 from .factories import make_user
+from .faultkit import wait_until
 from .helpers import FormClient, html
 from .prodstack import (free_port, gunicorn, json_lines, nginx, nginx_site, production_env, self_signed_certificate,
                         throwaway_database)
@@ -126,8 +127,51 @@ def test_a_save_lists_the_autodoc_it_queued_and_the_writer_names_it(app, login_a
     requests_logged = {entry.get("request_id"): entry for entry in entries if entry["logger"] == "srcflask.request"}
     assert "autodoc_ids" not in requests_logged["refused-save-1"]  # nothing was queued
     assert requests_logged["the-save-001"]["autodoc_ids"] == [autodoc.id]
+    assert autodoc.request_id == "the-save-001"  # kept on the job's row...
     written = [entry for entry in entries if entry.get("event") == "autodoc_written"]
-    assert [(entry["autodoc_id"], "request_id" in entry) for entry in written] == [(autodoc.id, False)]
+    # ...so the writer's line, in a thread with no request, names the save's request too
+    assert [(entry["autodoc_id"], entry["request_id"]) for entry in written] == [(autodoc.id, "the-save-001")]
+
+
+def test_the_text_log_names_the_request_behind_a_writers_line(app, login_as, writer_config):  # noqa: F811
+    browser, _ = login_as("sponsor")
+    with app.app_context():
+        editor_id = make_user("editor").id
+    with app_log_lines(TextFormatter("%(name)s: %(message)s")) as lines:
+        browser.post("/sponsor/documents/new", {"title": "Plan", "body": "The committee reviewed the budget and",
+                                                "editor": editor_id}, headers={"X-Request-ID": "text-save-01"})
+        WriterRuntime().run(app, until_idle=True)
+    written = [line for line in lines if line.startswith("srcflask.writer: autodoc ")]
+    assert written and all(line.endswith("[request text-save-01]") for line in written), lines
+
+
+def test_an_email_a_request_queued_is_sent_under_its_request_id(app, client):
+    """The forgot page queues an email in the outbox; the sender's line about it, in another
+    thread, names the request that asked for it."""
+    from srcflask.mailer import MailSender
+    from srcflask.models import OutboxMessage
+
+    with app.app_context():
+        make_user("sponsor", email="asks@example.org")
+        db.session.commit()
+    with app_log_lines() as lines:
+        asked = client.post("/auth/forgot", data={"email": "asks@example.org"}, headers={"X-Request-ID": "forgot-0001"})
+        MailSender().run(app, until_idle=True)
+    assert asked.status_code == 302
+    with app.app_context():
+        [message] = db.session.scalars(select(OutboxMessage)).all()
+        assert message.request_id == "forgot-0001" and message.status == "sent"
+    sent = [json.loads(line) for line in lines if '"mail_sent"' in line]
+    assert [(entry["outbox_id"], entry["request_id"]) for entry in sent] == [(message.id, "forgot-0001")]
+
+
+def test_jobs_queued_outside_a_request_have_no_request_id(app):
+    from srcflask.services.documents import create_document
+
+    with app.app_context():
+        document = create_document(make_user("sponsor"), make_user("editor").id, "Console", "Made at the console.")
+        db.session.commit()
+        assert document.revisions[0].autodocs[0].request_id is None
 
 
 def test_nginx_passes_its_id_to_the_app(tmp_path):
@@ -149,8 +193,14 @@ def test_nginx_passes_its_id_to_the_app(tmp_path):
         forged = browser.get(base + "/healthz", headers={"X-Request-ID": "forged id\tx"}, timeout=10)
         missing = browser.get(base + "/no/such/page", timeout=10)
         ids = [response.headers["X-Request-ID"] for response in (made, kept, forged, missing)]
+
+        # Both logs are written as each request ends, a moment after its answer reached us.
+        def logged():
+            lines = [line for line in json_lines(web.output()) if line.get("logger") == "srcflask.request"]
+            return ids[-1] in proxy.output() and lines and lines[-1].get("request_id") == ids[-1] and lines
+
         # The last four: gunicorn's start-up was waited for with requests of its own.
-        app_lines = [line for line in json_lines(web.output()) if line.get("logger") == "srcflask.request"][-4:]
+        app_lines = wait_until(logged, 10, "the last request in both logs")[-4:]
         access_log = proxy.output()
 
     assert NEW_ID.fullmatch(ids[0]) and ids[1] == "client-trace-0042" and NEW_ID.fullmatch(ids[2])

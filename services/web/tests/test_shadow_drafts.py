@@ -215,11 +215,11 @@ def test_a_late_result_is_refused_and_failures_use_attempts_quietly(share, model
     assert shadow_drafts.fail_job(stale, "late failure", MAX_ATTEMPTS) is False
     # Written only by the draft's own candidate.
     assert shadow_drafts.complete_job(fresh, "p", "other model's text", {}, fresh.model_id + 1000) is False
-    assert shadow_drafts.fail_job(fresh, "RuntimeError: boom", MAX_ATTEMPTS) is True
+    assert shadow_drafts.fail_job(fresh, "RuntimeError: boom", MAX_ATTEMPTS) == "queued"
     (draft,) = drafts()
     assert (draft.status, draft.error, draft.attempts) == ("queued", "RuntimeError: boom", 2)
     (last,) = claim()
-    assert shadow_drafts.fail_job(last, "RuntimeError: boom again", MAX_ATTEMPTS) is True
+    assert shadow_drafts.fail_job(last, "RuntimeError: boom again", MAX_ATTEMPTS) == "failed"
     (draft,) = drafts()
     assert (draft.status, draft.attempts, draft.continuation) == ("failed", 3, None) and draft.finished_at
     assert claim() == []

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,10 @@ from srcflask.migration_helpers import create_index_concurrently, drop_index_con
 from .prodstack import throwaway_database
 
 WEB_ROOT = Path(__file__).resolve().parent.parent
+# The newest migration, and the one before it: what the previous release's code ends at.
+_SCRIPTS = ScriptDirectory(str(WEB_ROOT / "migrations"))
+HEAD = _SCRIPTS.get_current_head()
+PREVIOUS = _SCRIPTS.get_revision(HEAD).down_revision
 # What every revision since 0007 has, compared across a downgrade and an upgrade (columns that
 # later migrations add are left out: a downgrade drops them, by design).
 KEPT = {
@@ -77,7 +82,7 @@ def test_downgrade_and_upgrade_on_a_populated_database_keep_the_data():
             downgrade(revision="0007")
             assert schema_version() == "0007" and kept_rows() == before
             upgrade()
-            assert schema_version() == "0011" and kept_rows() == before
+            assert schema_version() == HEAD and kept_rows() == before
         assert app.test_client().get("/readyz").status_code == 200
 
 
@@ -111,7 +116,7 @@ def test_a_migration_waiting_for_a_lock_gives_up_with_a_clear_message_and_change
         code, output = flask_db_upgrade(url, MIGRATION_LOCK_TIMEOUT="1s")  # the reader is gone
         assert code == 0, output
         with app.app_context():
-            assert schema_version() == "0011"
+            assert schema_version() == HEAD
 
 
 def run_operation(connection, operation, *arguments):
@@ -172,9 +177,9 @@ def test_an_index_built_concurrently_lets_writes_through_and_replaces_an_invalid
 
 def old_release(app, tmp_path):
     """The app as the previous release runs it: the same code, but its migrations end one
-    revision earlier (0010)."""
+    revision earlier (PREVIOUS)."""
     scripts = tmp_path / "old-migrations"
-    shutil.copytree(WEB_ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__", "0011_*"))
+    shutil.copytree(WEB_ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__", f"{HEAD}_*"))
     old = create_app("testing", SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"])
     old.extensions["migrate"].directory = str(scripts)
     return old
@@ -183,7 +188,7 @@ def old_release(app, tmp_path):
 def test_readyz_during_a_rolling_upgrade_sends_traffic_to_the_replicas_whose_code_matches(tmp_path):
     """Old replicas serve until the first new one migrates the database; from then on only the
     new ones are ready, and the old ones say why."""
-    with populated_site(at="0010") as (new, _):
+    with populated_site(at=PREVIOUS) as (new, _):
         old = old_release(new, tmp_path)
         assert old.test_client().get("/readyz").status_code == 200
         behind = new.test_client().get("/readyz")  # a new replica that has not migrated (the entrypoint does)
@@ -195,7 +200,7 @@ def test_readyz_during_a_rolling_upgrade_sends_traffic_to_the_replicas_whose_cod
         ahead = old.test_client().get("/readyz")
         assert ahead.status_code == 503
         assert ahead.json["migrations"] == {
-            "ok": False, "database": ["0011"], "code": ["0010"], "schema": "ahead",
+            "ok": False, "database": [HEAD], "code": [PREVIOUS], "schema": "ahead",
             "detail": "The database is at a revision this code does not know: a newer release ran `flask db "
                       "upgrade`. This replica stays out of rotation until that release replaces it."}
         # Old replicas still answer their pages while draining (their probe only takes them out).

@@ -39,6 +39,13 @@ def supervision_config(app, writer_config, monkeypatch):  # noqa: F811
     return app.config
 
 
+def jobs_counted(outcome):
+    """srcflask_writer_jobs_total for autodocs with `outcome`, in this process."""
+    from srcflask import metrics
+
+    return metrics.registry.get_sample_value("srcflask_writer_jobs_total", {"kind": "autodoc", "outcome": outcome})
+
+
 def rows():
     db.session.expire_all()
     return db.session.scalars(select(Autodoc).order_by(Autodoc.id)).all()
@@ -171,9 +178,13 @@ def test_a_poison_input_uses_up_its_own_attempts_and_its_neighbours_are_written(
         return write(prompts)
 
     monkeypatch.setattr(writer, "write", chokes)
+    before = {outcome: jobs_counted(outcome) for outcome in ("written", "retried", "failed")}
     runtime.run(app, until_idle=True)
 
     good, poison, other = rows()
+    # The poison went back to the queue once and then failed; /metrics counts both.
+    assert {outcome: jobs_counted(outcome) - count for outcome, count in before.items()} == \
+        {"written": 2, "retried": 1, "failed": 1}
     assert [(row.status, row.attempts) for row in (good, other)] == [("done", 1)] * 2
     assert good.continuation and other.continuation and good.stamp["batch_size"] == 1
     assert (poison.status, poison.attempts, poison.error) == ("failed", 2, "ValueError: the model choked")

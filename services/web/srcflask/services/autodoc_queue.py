@@ -29,7 +29,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -50,6 +50,7 @@ class Job:
     body: str
     queued_at: dt.datetime
     started_at: dt.datetime
+    request_id: str | None = None  # of the request that queued it, for the writer's log lines
 
     # What the writer's log calls it (services/shadow_drafts.py's jobs are "shadow_draft").
     kind = "autodoc"
@@ -91,12 +92,12 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
         return []
     token = leases.take(Autodoc, ids, worker, lease_seconds, now, error=None)
     rows = db.session.execute(
-        select(Autodoc.id, Autodoc.queued_at, Revision.title, Revision.body)
+        select(Autodoc.id, Autodoc.queued_at, Autodoc.request_id, Revision.title, Revision.body)
         .join(Revision, Revision.id == Autodoc.revision_id)
         .where(Autodoc.id.in_(ids)).order_by(Autodoc.id)
     ).all()
     db.session.commit()
-    return [Job(row.id, token, row.title, row.body, _aware(row.queued_at), now) for row in rows]
+    return [Job(row.id, token, row.title, row.body, _aware(row.queued_at), now, row.request_id) for row in rows]
 
 
 def of_unarchived_documents(statement):
@@ -176,12 +177,13 @@ def complete_job(job, prompt, continuation, stamp, model_id=None):
 
 def fail_job(job, reason, max_attempts):
     """Give the job back to the queue, or mark it failed once its attempts are used up
-    (then its sponsor is told). False (nothing written) when this attempt lost its claim."""
+    (then its sponsor is told); returns its new status ("queued" or "failed"), False
+    (nothing written) when this attempt lost its claim."""
     status = give_back(Autodoc, job, reason, max_attempts)
     if status == "failed":
         notifications.autodocs_finished([job.autodoc_id], notifications.AUTODOC_FAILED)
     db.session.commit()
-    return status is not None
+    return status or False
 
 
 def give_back(model, job, reason, max_attempts):
@@ -307,6 +309,28 @@ def recent_failures(limit=10):
         .where(Autodoc.status == "failed", ~replaced.exists())
         .order_by(Autodoc.finished_at.desc(), Autodoc.id.desc()).limit(limit)
     ).all()
+
+
+def queue_figures():
+    """{queued, running, waiting, retrying, oldest_age} of the autodocs, for /metrics, in one
+    query over the queued and running rows only (ix_autodocs_status_id): its cost follows the
+    queue, not the history. `waiting` (and `retrying`, the waiting ones that had an attempt
+    already) and `oldest_age` leave out archived documents' autodocs, as the claim does: they
+    wait for nobody, and would otherwise age forever."""
+    waiting = and_(Autodoc.status == "queued", Retention.archived_at.is_(None))
+    row = db.session.execute(
+        select(func.count().filter(Autodoc.status == "queued").label("queued"),
+               func.count().filter(Autodoc.status == "running").label("running"),
+               func.count().filter(waiting).label("waiting"),
+               func.count().filter(waiting, Autodoc.attempts > 0).label("retrying"),
+               func.extract("epoch", func.now() - func.min(Autodoc.queued_at).filter(waiting)).label("oldest_age"))
+        .select_from(Autodoc)
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Retention, Retention.document_id == Revision.document_id)
+        .where(Autodoc.status.in_(("queued", "running")))
+    ).one()
+    return {"queued": row.queued, "running": row.running, "waiting": row.waiting, "retrying": row.retrying,
+            "oldest_age": max(0.0, float(row.oldest_age or 0))}
 
 
 def queue_depth():

@@ -100,6 +100,7 @@ def _rows(sponsor):
             Autodoc.id.label("autodoc_id"), Autodoc.generation, Autodoc.status, Autodoc.prompt, Autodoc.continuation,
             Autodoc.error, Autodoc.stamp, Autodoc.queued_at, Autodoc.started_at, Autodoc.finished_at,
             Verdict.decision.label("verdict_decision"), Verdict.comment.label("verdict_comment"),
+            Verdict.correction.label("verdict_correction"),
             Verdict.created_at.label("verdict_at"), Verdict.current.label("verdict_current"),
             _JUDGE.name.label("verdict_editor"),
         )
@@ -135,8 +136,8 @@ def _autodoc(row):
 
 
 def _verdict(row):
-    return {"decision": row.verdict_decision, "comment": row.verdict_comment, "editor": row.verdict_editor,
-            "given_at": row.verdict_at, "current": row.verdict_current}
+    return {"decision": row.verdict_decision, "comment": row.verdict_comment, "correction": row.verdict_correction,
+            "editor": row.verdict_editor, "given_at": row.verdict_at, "current": row.verdict_current}
 
 
 _LEVELS = (_document, _revision, _autodoc)

@@ -106,6 +106,7 @@ class Delivery:
     text_body: str
     html_body: str | None
     message_id: str
+    request_id: str | None = None  # of the request that queued it, for the sender's log lines
 
 
 def claim_message(worker, lease_seconds, max_attempts):
@@ -130,12 +131,13 @@ def claim_message(worker, lease_seconds, max_attempts):
     token = leases.take(OutboxMessage, ids, worker, lease_seconds, now)
     row = db.session.execute(
         select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.recipient, OutboxMessage.subject,
-               OutboxMessage.text_body, OutboxMessage.html_body, OutboxMessage.message_id)
+               OutboxMessage.text_body, OutboxMessage.html_body, OutboxMessage.message_id,
+               OutboxMessage.request_id)
         .where(OutboxMessage.id == ids[0])
     ).one()
     db.session.commit()
     return Delivery(row.id, token, row.attempts, row.recipient, row.subject, row.text_body, row.html_body,
-                    row.message_id)
+                    row.message_id, row.request_id)
 
 
 def renew(delivery, lease_seconds):

@@ -322,7 +322,7 @@ def export_lines():
             Autodoc.model_id, WriterModel.label.label("model_label"),
             Autodoc.finished_at, Revision.document_id, Revision.version, Revision.title, Revision.body,
             (Revision.version < Document.version).label("stale"),
-            Verdict.decision, Verdict.comment, Verdict.created_at.label("reviewed_at"),
+            Verdict.decision, Verdict.comment, Verdict.correction, Verdict.created_at.label("reviewed_at"),
             editor.name.label("editor_name"),
         )
         .join(Revision, Revision.id == Autodoc.revision_id)
@@ -348,6 +348,7 @@ def export_lines():
             "written_at": _iso(row.finished_at),
             "verdict": row.decision,
             "comment": row.comment,
+            "correction": row.correction,
             "reviewed_by": row.editor_name,
             "reviewed_at": _iso(row.reviewed_at),
             "stale": row.stale,

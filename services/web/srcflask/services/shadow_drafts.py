@@ -54,6 +54,7 @@ class Job:
     body: str
     queued_at: dt.datetime
     started_at: dt.datetime
+    request_id: str | None = None  # of the request that queued it, for the writer's log lines
 
     kind = "shadow_draft"
 
@@ -103,13 +104,13 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
     token = leases.take(ShadowDraft, ids, worker, lease_seconds, now, error=None)
     rows = db.session.execute(
         select(ShadowDraft.id, ShadowDraft.autodoc_id, ShadowDraft.model_id, ShadowDraft.queued_at,
-               Revision.title, Revision.body)
+               ShadowDraft.request_id, Revision.title, Revision.body)
         .join(Autodoc, Autodoc.id == ShadowDraft.autodoc_id).join(Revision, Revision.id == Autodoc.revision_id)
         .where(ShadowDraft.id.in_(ids)).order_by(ShadowDraft.id)
     ).all()
     db.session.commit()
-    return [Job(row.id, row.autodoc_id, row.model_id, token, row.title, row.body, row.queued_at, now)
-            for row in rows]
+    return [Job(row.id, row.autodoc_id, row.model_id, token, row.title, row.body, row.queued_at, now,
+                row.request_id) for row in rows]
 
 
 def _fail_drafts_of_former_candidates(now):
@@ -150,11 +151,11 @@ def complete_job(job, prompt, continuation, stamp, model_id):
 
 def fail_job(job, reason, max_attempts):
     """Give the draft back to its queue, or mark it failed once its attempts are used up;
-    False (nothing written) when this attempt lost its claim. Nobody is told: it is nobody's
-    autodoc."""
+    returns its new status ("queued" or "failed"), False (nothing written) when this attempt
+    lost its claim. Nobody is told: it is nobody's autodoc."""
     status = autodoc_queue.give_back(ShadowDraft, job, reason, max_attempts)
     db.session.commit()
-    return status is not None
+    return status or False
 
 
 def refuse_candidate(job, reason):

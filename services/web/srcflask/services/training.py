@@ -87,6 +87,7 @@ class RunClaim:
     parent_id: int
     training_set_id: int
     settings: dict
+    request_id: str | None = None  # of the request that queued it, for the trainer's log lines
 
 
 @dataclass(frozen=True)
@@ -208,11 +209,11 @@ def claim_run(worker, lease_seconds, run_id=None):
         return None
     token = leases.take(TrainingRun, ids, worker, lease_seconds, now, progress=None, error=None)
     run = db.session.execute(select(TrainingRun.id, TrainingRun.attempts, TrainingRun.parent_id,
-                                    TrainingRun.training_set_id, TrainingRun.settings)
+                                    TrainingRun.training_set_id, TrainingRun.settings, TrainingRun.request_id)
                              .where(TrainingRun.id == ids[0])).one()
     db.session.commit()
     return RunClaim(run.id, token, run.attempts, lease_seconds, run.parent_id, run.training_set_id,
-                    dict(run.settings))
+                    dict(run.settings), run.request_id)
 
 
 def _end_abandoned(now):

@@ -68,6 +68,8 @@ class Autodoc(db.Model):
     attempt_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[TimestampOrNone]
     worker: Mapped[str | None] = mapped_column(String(200))
+    # The request that queued it (stamped by logging_setup), named on the job's log lines.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     stamp: Mapped[dict | None] = mapped_column(JSON)
     # The registry's model that wrote it (set with the text, services/autodoc_queue.py); a
     # model that wrote autodocs cannot be deleted.
