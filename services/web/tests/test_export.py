@@ -56,6 +56,7 @@ def test_the_export_is_json_lines_of_exactly_the_reviewed_autodocs(app, login_as
     assert response.is_streamed
     assert response.mimetype == "application/x-ndjson"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="reviewed-autodocs-')
+    assert response.headers["Cache-Control"] == "no-store"  # people's writing: never kept by a cache
     body = response.get_data(as_text=True)
     assert body.endswith("\n") and "\n\n" not in body
 

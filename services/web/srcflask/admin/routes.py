@@ -2,9 +2,8 @@
 (approve, reject, suspend, reinstate, change role, send a password reset link), each a POST
 that redirects back; every document and review, read-only; the audit log; the export of
 reviewed autodocs."""
-import datetime as dt
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -21,6 +20,7 @@ from ..services.documents import (
     get_any_document_or_404,
     get_autodoc_or_404,
 )
+from ..services.export import streamed_download
 from ..services.pages import paginate
 from ..writer import writer_runtime
 from . import bp
@@ -214,9 +214,4 @@ def audit_log():
 def export_reviews():
     """Every reviewed autodoc as JSON Lines, streamed from a server-side cursor: the data a
     team needs to judge or fine-tune the writer, however large."""
-    filename = f"reviewed-autodocs-{dt.date.today().isoformat()}.jsonl"
-    return Response(
-        stream_with_context(reviews.export_lines()),
-        mimetype="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return streamed_download(reviews.export_lines(), "reviewed-autodocs", "jsonl", "application/x-ndjson")

@@ -29,15 +29,19 @@ CHUNK_CHARS = 64 * 1024
 CHILDREN = ("revisions", "autodocs", "verdicts")
 
 
+def streamed_download(pieces, name, extension, content_type):
+    """A file download streamed from `pieces` (strings), named `<name>-<today>.<extension>`:
+    every export answers this way (this one, the reviews' and the training data's). Never
+    cached: what it holds is people's writing and it changes with every review."""
+    filename = f"{name}-{dt.date.today().isoformat()}.{extension}"
+    return Response(stream_with_context(pieces), content_type=content_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+
+
 def attachment(sponsor):
     """The download of `sponsor`'s data: the one answer the account page's link and the
     API's GET /me/export both give."""
-    filename = f"srcflask-export-{sponsor.id}-{dt.date.today().isoformat()}.json"
-    return Response(
-        stream_with_context(export_chunks(sponsor)),
-        mimetype="application/json",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
-    )
+    return streamed_download(export_chunks(sponsor), f"srcflask-export-{sponsor.id}", "json", "application/json")
 
 
 def export_chunks(sponsor):

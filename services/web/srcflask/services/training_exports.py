@@ -22,18 +22,17 @@ However many reviews there are, an export is streamed: rows come from a server-s
 EXPORT_BATCH at a time (as the other exports: services/reviews.py, services/export.py) and
 are sent a batch of lines at a time, so memory stays flat.
 """
-import datetime as dt
 import json
 from itertools import islice
 from pathlib import Path
 
-from flask import Response, stream_with_context
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import Comparison, Retention, ShadowDraft, Verdict, WriterModel
 from ..static.data.processeddata.models import Autodoc, Revision
+from .export import streamed_download
 from .reviews import EXPORT_BATCH
 from .trainingsets import has_text, pairs_select, reviewed_select
 
@@ -64,9 +63,7 @@ def counts():
 
 def attachment(kind):
     """The download of export `kind`: the one answer the Exports page's link and the API give."""
-    filename = f"srcflask-{kind}-{dt.date.today().isoformat()}.jsonl"
-    return Response(stream_with_context(_chunks(records(kind))), content_type=MEDIA_TYPE,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+    return streamed_download(_chunks(records(kind)), f"srcflask-{kind}", "jsonl", MEDIA_TYPE)
 
 
 def _chunks(records):

@@ -39,10 +39,13 @@ Z95 = 1.959963984540054
 class Tally:
     """A candidate's blind comparisons against one baseline model."""
 
-    comparisons: int
     wins: int
     ties: int
     losses: int
+
+    @property
+    def comparisons(self):
+        return self.wins + self.ties + self.losses
 
     @property
     def score(self):
@@ -61,7 +64,7 @@ class Tally:
 
     def as_dict(self):
         low, high = self.interval
-        return {**asdict(self), "win_rate": self.win_rate, "low": low, "high": high}
+        return {"comparisons": self.comparisons, **asdict(self), "win_rate": self.win_rate, "low": low, "high": high}
 
 
 def wilson_interval(successes, n, z=Z95):
@@ -83,11 +86,11 @@ def wilson_interval(successes, n, z=Z95):
 def tallies(baseline_id, candidate_ids):
     """{candidate id: Tally} of each of `candidate_ids` against `baseline_id` (a candidate
     never compared gets a Tally of zeros): one grouped query, whatever their number."""
-    result = {candidate_id: Tally(0, 0, 0, 0) for candidate_id in candidate_ids}
+    result = {candidate_id: Tally(0, 0, 0) for candidate_id in candidate_ids}
     if baseline_id is None or not result:
         return result
     rows = db.session.execute(
-        select(Comparison.candidate_model_id, func.count(Comparison.id),
+        select(Comparison.candidate_model_id,
                *(func.count(case((Comparison.winner == winner, 1))) for winner in ("candidate", "tie", "baseline")))
         .join(Revision, Revision.id == Comparison.revision_id)
         .join(Retention, Retention.document_id == Revision.document_id)
@@ -95,8 +98,8 @@ def tallies(baseline_id, candidate_ids):
                Retention.archived_at.is_(None))
         .group_by(Comparison.candidate_model_id)
     )
-    for candidate_id, comparisons, wins, ties, losses in rows:
-        result[candidate_id] = Tally(comparisons, wins, ties, losses)
+    for candidate_id, wins, ties, losses in rows:
+        result[candidate_id] = Tally(wins, ties, losses)
     return result
 
 
