@@ -150,9 +150,12 @@ def exports(account=lambda: current_user):
 
 
 def retry_after():
-    """Seconds until the limit this request broke lets it through again (at least 1): the
-    429's Retry-After."""
-    return max(1, math.ceil(limiter.current_limit.reset_at - time.time()))
+    """Seconds until the limit this request broke lets it through again (at least 1, at most
+    the limit's window): the 429's Retry-After. Flask-Limiter's reset_at rounds the reset up
+    by a whole second, which would tell someone who spent a minute's allowance at once to wait
+    61 s; the window's start is never in the future, so the wait is never longer than it."""
+    current = limiter.current_limit
+    return max(1, min(current.limit.get_expiry(), math.ceil(current.reset_at - time.time())))
 
 
 def storage_up():

@@ -384,3 +384,17 @@ def test_login_failures_are_limited_across_two_gunicorn_workers(tmp_path):
                 keys = connection.keys(f"{prefix}:*")
                 if keys:
                     connection.delete(*keys)
+
+
+def test_retry_after_never_exceeds_the_limits_window(app, make_client, monkeypatch):
+    """Flask-Limiter rounds the window's reset up by a second (RequestLimit.reset_at), so an
+    allowance spent at once answered Retry-After: 61 for a limit of a minute — longer than the
+    limit can ever hold anyone. It is the window at most."""
+    monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "2 per minute")
+    users(app, "quick@example.org")
+    browser = from_address(make_client, "198.51.100.77")
+    for _ in range(2):
+        assert login(browser, "quick@example.org", "wrong guess").status_code == 200
+    refused = login(browser, "quick@example.org", "wrong guess")
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
