@@ -1,16 +1,22 @@
 """gunicorn settings for production (docker-compose.prod.yml); see the README's Production
 section for the measurements behind them.
 
-One worker process with threads: the GPT-2 writer lives in the app process and holds
-~2 GB of weights and compiled XLA programs, so every extra worker process would load
-another copy and run another writer on the same cores. Threads serve pages while the
-writer thread works (TensorFlow releases the GIL inside its kernels). Scale out with more
-containers or `flask writer run` processes, all coordinated through the autodocs table.
-Never set max_requests: each worker restart reloads and recompiles the model.
+Page workers with threads, and the GPT-2 writer in one process of its own beside them:
+the master starts `flask writer run` once it is ready (when_ready), at WRITER_NICE, starts
+it again after a backoff when it ends, and stops it with the workers
+(srcflask/writer_supervisor.py). The writer holds ~2 GB of weights and compiled XLA
+programs, so it is one process whatever GUNICORN_WORKERS says: one model in memory, and the
+workers' pages no longer share an interpreter lock with it (bench/RESULTS.md, "Load at
+scale"). With WRITER_IN_PROCESS=0 no writer is started: `flask writer run` processes
+elsewhere write the autodocs (docker-compose.scale.yml), all coordinated through the
+autodocs table. A worker's restart no longer reloads the model; none is asked for
+(no max_requests).
 
 Metrics hold with any number of workers: prometheus_client's multiprocess mode, in a
 folder made fresh when the master starts (on_starting) and forgotten worker by worker as
-they exit (child_exit); srcflask/metrics.py says what each figure is.
+they exit (child_exit); the writer process counts its jobs in the same folder, and the
+workers report its state (alive, model loaded) from its report; srcflask/metrics.py says
+what each figure is.
 """
 import glob
 import os
@@ -93,21 +99,39 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def when_ready(server):
+    """Start the server's writer process as soon as the master listens, not on a first
+    request, so the queue drains after a restart even when nobody is browsing."""
+    if settings.WRITER_IN_PROCESS:
+        from srcflask.writer_supervisor import WriterSupervisor
+
+        server.srcflask_writer = WriterSupervisor(server.app.app_uri, settings.WRITER_NICE,
+                                                  settings.WRITER_RESTART_MIN_SECONDS,
+                                                  settings.WRITER_RESTART_MAX_SECONDS)
+        server.srcflask_writer.start()
+
+
 def on_exit(server):
+    """The workers are gone: the writer, told to stop with them, gets what is left of
+    graceful_timeout to finish its batch."""
+    if getattr(server, "srcflask_writer", None):
+        server.srcflask_writer.stop(graceful_timeout)
     if getattr(server, "srcflask_metrics_dir", None):
         shutil.rmtree(server.srcflask_metrics_dir, ignore_errors=True)
 
 
 def post_worker_init(worker):
-    """Start the in-process writer and mail sender as soon as the worker is up, not on its
-    first request, so the queues drain after a restart even when nobody is browsing; and
-    the sampler of the worker's own metrics."""
+    """Start the mail sender as soon as the worker is up, not on its first request, so the
+    outbox drains after a restart even when nobody is browsing (one sender per worker: its
+    claims are leases); the sampler of the worker's own metrics; and, where the master runs
+    the writer process, point this worker's writer state at that process's report."""
     from srcflask import metrics
     from srcflask.mailer import mail_sender
     from srcflask.writer import writer_runtime
+    from srcflask.writer_supervisor import REPORT_ENV, WriterBeside
 
-    metrics.start_sampler(worker.wsgi)
     if worker.wsgi.config["WRITER_IN_PROCESS"]:
-        writer_runtime.start(worker.wsgi)
+        writer_runtime.beside = WriterBeside(os.environ[REPORT_ENV])
+    metrics.start_sampler(worker.wsgi)
     if worker.wsgi.config["MAIL_IN_PROCESS"]:
         mail_sender.start(worker.wsgi)

@@ -1,4 +1,4 @@
-"""Page latency under gunicorn settings, with the in-process writer idle and busy.
+"""Page latency under gunicorn settings, with the server's writer idle and busy.
 
 Runs the production processes on loopback exactly as tests/test_production.py does
 (entrypoint, gunicorn with gunicorn.conf.py, nginx with services/nginx/nginx.conf over
@@ -6,7 +6,8 @@ TLS), with the tiny GPT-2 of tests/tinygpt2.py as the writer's model, and measur
 logged-in sponsor's document page with wrk (Debian's package: apt-get install wrk):
 
 - idle: the queue is empty, the writer polls;
-- busy: thousands of autodocs are queued, so the writer thread generates all the time.
+- busy: thousands of autodocs are queued, so the writer (the process gunicorn's master runs
+  beside the workers) generates all the time.
 
 for each (workers, threads) given. The tiny model makes each generate call short, so the
 writer's load here is a steady mix of TensorFlow kernels (both cores, no GIL) and Python

@@ -1,6 +1,6 @@
 """Load at scale: page latency and throughput on 100,000 documents, the writer idle, busy, and in a burst.
 
-    cd services/web && .venv/bin/python -m bench.load [--quick] [--model-dir DIR] [--configs 1x8,nice=10 ...]
+    cd services/web && .venv/bin/python -m bench.load [--quick] [--model-dir DIR] [--configs 2x4 1x8,writer=thread ...]
 
 Prerequisites: Debian's `wrk` (`apt-get install -y wrk`), PostgreSQL at TEST_DATABASE_URL
 (default postgres@127.0.0.1:5432, a superuser: the bench creates and drops its own database).
@@ -18,8 +18,8 @@ What it does, in one throwaway database (tests.prodstack.throwaway_database):
    when it takes over EXPLAIN_MS). The sponsor list and the editor's queue are also rendered
    with the original app's N+1 loading, for the ratio.
 2. HTTP load: for each configuration, gunicorn exactly as production runs it
-   (tests.prodstack.gunicorn: entrypoint.sh, gunicorn.conf.py, .env.prod, in-process writer),
-   straight on loopback (nginx is left out: it would take CPU from the two cores being
+   (entrypoint.sh, gunicorn.conf.py, .env.prod: page workers and the writer process the master
+   runs beside them; or a comparison layout, below), straight on loopback (nginx is left out: it would take CPU from the two cores being
    measured). The heavy sponsor, the busy editor and an admin log in through the real form
    (requests, CSRF token from the page); wrk runs bench/wrk/measure.lua against each page and
    against saves (POST of a new document with the session's CSRF token), every answer
@@ -34,7 +34,7 @@ What it does, in one throwaway database (tests.prodstack.throwaway_database):
 3. A burst (issue 7: "100 saves in a minute from one sponsor: pages stay responsive, one
    sponsor cannot starve others"), last in each configuration (--no-burst skips it): the
    writer's queue is emptied (datagen.finish_queue) and the bench waits until gunicorn's
-   worker is quiet, since a batch claimed before that is still being generated (its text
+   processes are quiet, since a batch claimed before that is still being generated (its text
    will be refused) and would take the cores from the "before" figures. Then the heavy
    sponsor saves BURST_SAVES new documents through the form, one every --burst-seconds /
    BURST_SAVES (0.6 s), so the burst's own autodocs are the queue; every answer must be a 302
@@ -51,9 +51,19 @@ What it does, in one throwaway database (tests.prodstack.throwaway_database):
    clock) is set beside the burst's autodocs written by then. The burst is not drained:
    its documents (SAVE_FORM's title, as every save here) are deleted by remove_saves.
 
-A configuration is `WxT[,nice=N][,intra=N][,inter=N]`: gunicorn workers x threads
-(GUNICORN_WORKERS/GUNICORN_THREADS) and the writer's WRITER_NICE, WRITER_TF_INTRA_THREADS and
-WRITER_TF_INTER_THREADS; a knob the app does not have yet (srcflask/config.py) is refused.
+A configuration is `WxT[,writer=LAYOUT][,nice=N][,intra=N][,inter=N]`: gunicorn workers x
+threads (GUNICORN_WORKERS/GUNICORN_THREADS), where the writer runs, and the writer's
+WRITER_NICE, WRITER_TF_INTRA_THREADS and WRITER_TF_INTER_THREADS; a knob the app does not
+have yet (srcflask/config.py) is refused. The layouts: `process` (production's: one writer
+process beside the workers, gunicorn.conf.py), `thread` (a writer inside every worker, as
+production ran before: one model per worker) and `elected` (a writer inside one worker only,
+the others serving pages; bench/writer_in_workers.conf.py runs both of these). Each
+configuration also reports its processes' memory: the peak of their summed resident sizes
+(sampled every MEMORY_SAMPLE_SECONDS), each one's own peak, and how many load TensorFlow
+(copies of the model).
+
+For a comparison of layouts alone, leave out what does not change between them: `--phases
+busy --connections 8 --no-burst --no-query-counts` (the data set is still generated).
 
 The Markdown report goes to stdout and to --report; --write-results puts its tables in
 bench/RESULTS.md under "## Load at scale" (the section's hand-written reading is kept).
@@ -71,9 +81,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,8 +94,7 @@ import requests
 
 from srcflask.config import Settings
 from tests.helpers import CSRF_META
-from tests.prodstack import (WEB_ROOT, free_port, gunicorn, gunicorn_workers, production_env,
-                             throwaway_database)
+from tests.prodstack import WEB_ROOT, Process, free_port, gunicorn_workers, production_env, throwaway_database
 
 from . import datagen, querycount
 
@@ -94,15 +105,23 @@ MEASURED = "\n### Measured by bench/load.py\n"
 USER_AGENT = "srcflask-bench"  # the same for the log-in and wrk: Flask-Login's session protection
 EXPLAIN_MS = 20
 KNOBS = {"nice": "WRITER_NICE", "intra": "WRITER_TF_INTRA_THREADS", "inter": "WRITER_TF_INTER_THREADS"}
+# Where the writer runs: {layout: (gunicorn config file, words for the report)}.
+LAYOUTS = {"process": ("gunicorn.conf.py", "writer process"),
+           "thread": ("bench/writer_in_workers.conf.py", "writer in each worker"),
+           "elected": ("bench/writer_in_workers.conf.py", "writer in one worker")}
+MEMORY_SAMPLE_SECONDS = 0.5
 LIST_PAGES = ("sponsor list, first page", "sponsor list, middle page", "sponsor list, last page")
 SAVE = "save (new document)"
 TARGET_LIST_P95_MS, TARGET_SAVE_MS = 150, 100
+# Autodocs a minute the busy writer must keep while the pages are measured (issue 17: production
+# wrote 20 a minute under that load before).
+TARGET_WRITER_PER_MINUTE = 20
 BURST_SAVES, BURST_SECONDS = 100, 60
 # The other users' pages measured before and during a burst: {label: (session, path)}.
 OTHER_LIST = "other sponsor's list, first page"
 BURST_PAGES = {OTHER_LIST: ("other sponsor", "/sponsor/documents?page=1"),
                "editor review queue": ("editor", "/editor/reviews")}
-# gunicorn's worker counts as quiet below this share of one core: an idle writer polls the
+# gunicorn's processes count as quiet below this share of one core: an idle writer polls the
 # queue once a second (a few ms); one generating takes one core or more.
 QUIET_CPU_SHARE = 0.1
 SAVED = re.compile(r"/sponsor/documents/(\d+)$")  # where a save's 302 must point
@@ -115,26 +134,39 @@ class Config:
     workers: int
     threads: int
     knobs: tuple = ()  # ((env name, value), ...)
+    layout: str = "process"  # a key of LAYOUTS
 
     @classmethod
     def parse(cls, text):
         size, *settings = text.split(",")
         workers, threads = (int(n) for n in size.lower().split("x"))
-        knobs = []
+        knobs, layout = [], "process"
         for setting in settings:
             key, value = setting.split("=")
-            if key not in KNOBS:
-                raise argparse.ArgumentTypeError(f"unknown knob {key!r} in {text!r} (known: {', '.join(KNOBS)})")
-            knobs.append((KNOBS[key], int(value)))
-        return cls(workers, threads, tuple(knobs))
+            if key == "writer":
+                if value not in LAYOUTS:
+                    raise argparse.ArgumentTypeError(f"unknown writer layout {value!r} in {text!r} "
+                                                     f"(known: {', '.join(LAYOUTS)})")
+                layout = value
+            elif key in KNOBS:
+                knobs.append((KNOBS[key], int(value)))
+            else:
+                raise argparse.ArgumentTypeError(f"unknown knob {key!r} in {text!r} (known: writer, {', '.join(KNOBS)})")
+        return cls(workers, threads, tuple(knobs), layout)
 
     @property
     def env(self):
         return {"GUNICORN_WORKERS": self.workers, "GUNICORN_THREADS": self.threads, **dict(self.knobs)}
 
+    @property
+    def writers(self):
+        """How many writers (model copies) the layout runs."""
+        return self.workers if self.layout == "thread" else 1
+
     def __str__(self):
         names = {env: key for key, env in KNOBS.items()}
-        return ", ".join([f"{self.workers}×{self.threads}", *(f"{names[k]}={v}" for k, v in self.knobs)])
+        return ", ".join([f"{self.workers}×{self.threads}", LAYOUTS[self.layout][1],
+                          *(f"{names[k]}={v}" for k, v in self.knobs)])
 
 
 @dataclass
@@ -145,6 +177,7 @@ class Run:
     connections: int
     wrk: dict
     server_ms: list = field(default_factory=list)
+    written: int = 0  # autodocs the writer logged as written during this run
 
 
 @dataclass
@@ -155,8 +188,20 @@ class Phase:
     writer: str
     load_average: float  # the machine's 1-minute load average when the phase began
     seconds: float
-    written: int
+    written: int  # autodocs the writer logged as written during the phase (a batch counts when it ends)
     batch_seconds: list  # each generate call's time, from the writer's log
+
+
+@dataclass
+class Memory:
+    """One configuration's processes (gunicorn's master and everything under it) while it was
+    measured: the peak of their summed resident sizes, sampled; each process's own peak
+    (VmHWM), by role; and how many of them had TensorFlow loaded (copies of the model)."""
+
+    config: Config
+    peak_total_mb: float
+    process_peaks_mb: dict  # {"master" | "worker <pid>" | "writer <pid>": MB}
+    model_copies: int
 
 
 @dataclass
@@ -257,10 +302,11 @@ def warn_of_wrong_answers(label, result):
 
 
 def log_values(log_path, offset, **request_fields):
-    """From gunicorn's output after byte `offset`: (duration_ms of every request the app
-    logged, or of those whose log line has `request_fields`, e.g. path="/editor/reviews" when
-    other requests ran at the same time; seconds of every generate call the writer logged)."""
-    durations, batches = [], {}
+    """From gunicorn's output after byte `offset` (the writer process's lines included):
+    (duration_ms of every request the app logged, or of those whose log line has
+    `request_fields`, e.g. path="/editor/reviews" when other requests ran at the same time;
+    seconds of every generate call the writer logged; how many autodocs it wrote)."""
+    durations, batches, written = [], {}, 0
     with open(log_path, "rb") as log:
         log.seek(offset)
         for raw in log:
@@ -276,7 +322,8 @@ def log_values(log_path, offset, **request_fields):
             elif entry.get("event") == "autodoc_written":
                 # One line per autodoc; a batch's lines share their worker, start and time.
                 batches[(entry["worker"], entry["started_at"])] = entry["seconds"]
-    return durations, list(batches.values())
+                written += 1
+    return durations, list(batches.values()), written
 
 
 def percentile(values, fraction):
@@ -326,8 +373,15 @@ def heavy_sponsor_documents(url):
 
 def remove_saves(url):
     """Delete the documents the measured saves created (their revisions, autodocs and
-    notifications go with them): every phase lists the same documents."""
-    sql(url, "DELETE FROM documents WHERE title = %(title)s", title=querycount.SAVE_FORM["title"])
+    notifications go with them): every phase lists the same documents. The writer may be writing
+    one of their autodocs meanwhile: a deadlock between the two is tried again."""
+    for attempt in range(5):
+        try:
+            sql(url, "DELETE FROM documents WHERE title = %(title)s", title=querycount.SAVE_FORM["title"])
+            return
+        except psycopg2.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
 
 
 def wait_for(what, check, timeout, interval=0.5):
@@ -338,6 +392,101 @@ def wait_for(what, check, timeout, interval=0.5):
             return value
         time.sleep(interval)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+# --- gunicorn and its processes -----------------------------------------------------------------
+
+@contextmanager
+def serve(config, env, port, log_path, workdir):
+    """gunicorn with `config`'s layout (entrypoint.sh first, as the container runs it) on
+    127.0.0.1:`port`, its output and its writer's in `log_path`; yields the master's Process
+    once /healthz answers, and a MemoryWatch of its processes."""
+    config_file, _ = LAYOUTS[config.layout]
+    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "BENCH_WRITER_LAYOUT": config.layout,
+           "BENCH_WRITER_LOCK": str(workdir / f"writer-{port}.lock")}
+    server = Process("gunicorn", [str(WEB_ROOT / "entrypoint.sh"), "gunicorn", "--config", config_file, "wsgi:app"],
+                     log_path, cwd=WEB_ROOT, env=env)
+    try:
+        server.wait_until_answering(f"http://127.0.0.1:{port}/healthz", timeout=180)
+        with MemoryWatch(config, server.pid) as memory:
+            yield server, memory
+    finally:
+        # As docker stops it (stop_grace_period): the writer's batch and the requests get
+        # gunicorn's graceful_timeout (30 s), and its on_exit removes its folders in /dev/shm.
+        server.stop(timeout=45)
+
+
+def descendants(pid):
+    """Every process under `pid` (children of any of its threads: gunicorn's master starts its
+    workers from its main thread and the writer process from another)."""
+    found = []
+    try:
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return found
+    for child in children:
+        found += [child, *descendants(child)]
+    return found
+
+
+def _status_kb(pid, field_name):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class MemoryWatch:
+    """Samples the summed resident size of gunicorn's master and every process under it while
+    the configuration is measured; .result() (before the processes end) adds each one's own
+    peak and counts those with TensorFlow loaded."""
+
+    def __init__(self, config, master):
+        self.config, self.master = config, master
+        self.peak_kb = 0
+        self.seen = {}  # {pid: role}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="memory-watch", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _processes(self):
+        workers = gunicorn_workers(self.master)
+        return {self.master: "master", **{pid: f"{'worker' if pid in workers else 'writer'} {pid}"
+                                          for pid in descendants(self.master)}}
+
+    def _sample(self):
+        while not self._stop.wait(MEMORY_SAMPLE_SECONDS):
+            total = 0
+            for pid, role in self._processes().items():
+                try:
+                    total += _status_kb(pid, "VmRSS")
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                self.seen.setdefault(pid, role)
+            self.peak_kb = max(self.peak_kb, total)
+
+    def result(self):
+        peaks, copies = {}, 0
+        for pid, role in self._processes().items():
+            try:
+                peaks[role] = _status_kb(pid, "VmHWM") / 1024
+                copies += "_pywrap_tensorflow" in Path(f"/proc/{pid}/maps").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return Memory(self.config, self.peak_kb / 1024, peaks, copies)
+
+
+def writers_ready(log_path):
+    """How many writers have loaded and compiled their model so far (their writer_ready lines)."""
+    return log_path.read_bytes().count(b'"event": "writer_ready"')
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -369,8 +518,13 @@ def _child(code, path):
 # --- the steps ---------------------------------------------------------------------------------
 
 def query_step(url, args):
-    """Step 1: query counts at the small and the large size, the N+1 comparison, EXPLAINs.
-    Leaves the large data set in the database."""
+    """Step 1: query counts at the small and the large size, the N+1 comparison, EXPLAINs
+    (with --no-query-counts, only the large data set). Leaves the large data set in the database."""
+    if not args.query_counts:
+        large = datagen.generate(url, datagen.Shape(documents=args.documents, revisions=3 * args.documents),
+                                 reset=True, log=_log)
+        remove_saves(url)
+        return {"large": large}
     small = datagen.generate(url, datagen.Shape(documents=args.small_documents, revisions=3 * args.small_documents),
                              reset=True, log=_log)
     app = querycount.make_app(url)
@@ -394,7 +548,7 @@ def load_step(url, large, model_dir, configs, args):
     """Steps 2 and 3: wrk against gunicorn for every configuration, idle then busy, then
     the burst (unless --no-burst). The writer idle is measured once per workers x threads
     (its knobs change nothing while it waits); returns (runs, phases, bursts)."""
-    runs, phases, bursts = [], [], []
+    runs, phases, bursts, memories = [], [], [], []
     measured_sizes = set()
     other_sponsor = busiest_other_sponsor(url) if args.burst else None
     users = [("sponsor", "sponsor", datagen.HEAVY_SPONSOR_ID), ("editor", "editor", datagen.BUSY_EDITOR_ID),
@@ -404,15 +558,17 @@ def load_step(url, large, model_dir, configs, args):
     for number, config in enumerate(configs):
         port = free_port()
         log_path = Path(args.report).with_name(f"{Path(args.report).stem}-gunicorn-{number}.log")
-        env = production_env(url, model_dir, **config.env)
-        with gunicorn(env, port, log_path, startup_timeout=180) as server:
+        # The saves are wrk's, as fast as the server answers: far past a person's pace, which the
+        # save limit is for (tests/test_throttle.py); its count still goes through Redis.
+        env = production_env(url, model_dir, SAVE_RATE_LIMIT="1000000 per minute", **config.env)
+        with serve(config, env, port, log_path, Path(args.report).parent) as (server, memory):
             base = f"http://127.0.0.1:{port}"
-            wait_for("the writer to load its model", lambda: requests.get(base + "/readyz", timeout=5).json()
-                     ["writer"]["state"] == "loaded", timeout=600, interval=1)
+            wait_for("the writers to load their model", lambda: writers_ready(log_path) >= config.writers,
+                     timeout=900, interval=1)
             sessions = {session: log_in(base, datagen.email_of(user_id, role)) for session, role, user_id in users}
             first_of_size = (config.workers, config.threads) not in measured_sizes
             measured_sizes.add((config.workers, config.threads))
-            wanted = ["idle", "busy"] if first_of_size else ["busy"]
+            wanted = [phase for phase in args.phases if phase == "busy" or first_of_size]
             for phase in wanted:
                 if phase == "busy":
                     datagen.requeue_newest(url, args.queued, exclude_documents=[large.longest_document])
@@ -428,15 +584,16 @@ def load_step(url, large, model_dir, configs, args):
                                           first_of_size, args))
                 remove_saves(url)  # the burst's autodocs still waiting go with their documents
                 print(f"measured {config}, burst", file=sys.stderr)
+            memories.append(memory.result())
         datagen.finish_queue(url)
-    return runs, phases, bursts
+    return runs, phases, bursts, memories
 
 
 def measure_phase(url, base, config, phase, sessions, large, log_path, args):
     """wrk on every page at every concurrency; (runs, Phase)."""
     paths = querycount.page_paths(large.longest_document, heavy_sponsor_documents(url), Settings.model_fields["PAGE_SIZE"].default)
+    paths = {label: path for label, path in paths.items() if not args.pages or any(word in label for word in args.pages)}
     load_average, started, phase_offset = os.getloadavg()[0], time.monotonic(), log_path.stat().st_size
-    written_before = _written(url)
     runs = []
     for label, (role, method, path) in paths.items():  # saves last: each one queues an autodoc
         cookie, token = sessions[role]
@@ -444,10 +601,11 @@ def measure_phase(url, base, config, phase, sessions, large, log_path, args):
         for connections in args.connections:
             offset = log_path.stat().st_size
             result = wrk(base + path, cookie, connections, args.seconds, 302 if method == "POST" else 200, body)
-            runs.append(Run(config, phase, label, connections, result, log_values(log_path, offset)[0]))
+            server_ms, _, written = log_values(log_path, offset)
+            runs.append(Run(config, phase, label, connections, result, server_ms, written))
             warn_of_wrong_answers(label, result)
-    batches = log_values(log_path, phase_offset)[1]
-    return runs, Phase(config, phase, load_average, time.monotonic() - started, _written(url) - written_before,
+    _, batches, written = log_values(log_path, phase_offset)
+    return runs, Phase(config, phase, load_average, time.monotonic() - started, written,
                        batches)
 
 
@@ -486,17 +644,18 @@ def burst_phase(url, base, server, config, sessions, other_sponsor, log_path, me
 
 
 def wait_for_quiet_worker(server):
-    """Wait until gunicorn's worker uses less than QUIET_CPU_SHARE of a core. An emptied
-    queue is not yet an idle writer: the batch it claimed before is generated to the end
-    (and its text refused). The app logs no claim, so the worker's CPU time is the sign."""
-    workers = gunicorn_workers(server.pid)
+    """Wait until gunicorn's processes (the workers, the writer process) use less than
+    QUIET_CPU_SHARE of a core. An emptied queue is not yet an idle writer: the batch it
+    claimed before is generated to the end (and its text refused). The app logs no claim, so
+    the processes' CPU time is the sign."""
+    workers = descendants(server.pid)
 
     def quiet():
         before = _cpu_seconds(workers)
         time.sleep(1)
         return _cpu_seconds(workers) - before < QUIET_CPU_SHARE
 
-    wait_for("gunicorn's worker to be quiet", quiet, timeout=600, interval=0)
+    wait_for("gunicorn's processes to be quiet", quiet, timeout=600, interval=0)
 
 
 def _cpu_seconds(pids):
@@ -558,12 +717,6 @@ def saved_document(status, location):
     return int(match.group(1)) if match else None
 
 
-def _written(url):
-    """Autodocs the writer has written (the stand-in text of finish_queue is not counted)."""
-    return sql(url, "SELECT count(*) FROM autodocs WHERE status = 'done' AND worker IS NOT NULL "
-                    "AND finished_at > now() - interval '1 day'")[0]
-
-
 # --- the report --------------------------------------------------------------------------------
 
 def versions(url):
@@ -574,10 +727,21 @@ def versions(url):
             f"{importlib.metadata.version('tensorflow-cpu')}, {wrk_version.strip()}")
 
 
-def render(steps, runs, phases, bursts, args, header):
+def render(steps, runs, phases, bursts, memories, args, header):
     lines = [MEASURED.strip(), "", *header, ""]
+    if "counted_large" in steps:
+        lines += [*render_queries(steps, args), ""]
+    lines += [*render_load(runs, phases, memories, args)]
+    if bursts:
+        lines += ["", *render_bursts(bursts, args)]
+    lines += ["", *summary(runs, phases, bursts)]
+    return "\n".join(lines) + "\n"
+
+
+def render_queries(steps, args):
+    """Step 1's two tables: queries per page at both sizes, and the N+1 comparison."""
     small, large = steps["small"], steps["large"]
-    lines += [
+    lines = [
         f"Queries per request (in-process, Flask test client; the second of {3 if args.quick else 5} requests "
         f"counted), at {small.shape.documents:,} and {large.shape.documents:,} documents; ms is the median time "
         "of the page in-process on the large data set, and of its slowest statement:", "",
@@ -598,7 +762,12 @@ def render(steps, runs, phases, bursts, args, header):
         (q_ours, ms_ours), (q_naive, ms_naive) = figures["ours"], figures["naive"]
         lines.append(f"| {label} | {q_ours:.0f} | {q_naive:.0f} | {ms_ours:.0f} | {ms_naive:.0f} "
                      f"| {ms_naive / ms_ours:.1f}× | {'yes' if figures['same_rows'] else 'NO'} |")
-    lines += ["", f"HTTP load with wrk (1 thread, {args.seconds} s per row) against gunicorn on loopback; "
+    return lines
+
+
+def render_load(runs, phases, memories, args):
+    """Step 2's tables: the pages under wrk, the writer meanwhile, the processes' memory."""
+    lines = [f"HTTP load with wrk (1 thread, {args.seconds} s per row) against gunicorn on loopback; "
               "latency in ms from wrk, server ms from the app's request log (p50/p95):", "",
               "| configuration | writer | page | conns | req/s | p50 | p95 | p99 | server p50 | server p95 |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -607,18 +776,26 @@ def render(steps, runs, phases, bursts, args, header):
         lines.append(f"| {run.config} | {run.writer} | {run.page} | {run.connections} | {w['rps']:.0f}{_problems(w)} "
                      f"| {w['p50']:.0f} | {w['p95']:.0f} | {w['p99']:.0f} | {percentile(run.server_ms, 0.5):.0f} "
                      f"| {percentile(run.server_ms, 0.95):.0f} |")
-    lines += ["", "The writer meanwhile (load average: the machine's, 1 minute, when the phase began; s per "
-              "batch: the median generate call, batches of up to WRITER_BATCH_SIZE=8):", "",
+    lines += ["", "The writer meanwhile (load average: the machine's, 1 minute, when the phase began; autodocs "
+              "written: its log lines during the phase, a batch counting when it ends; s per batch: the median "
+              "generate call, batches of up to WRITER_BATCH_SIZE=8):", "",
               "| configuration | writer | load average | phase s | autodocs written | per minute | s per batch |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for phase in phases:
         batch = f"{statistics.median(phase.batch_seconds):.1f}" if phase.batch_seconds else "-"
         lines.append(f"| {phase.config} | {phase.writer} | {phase.load_average:.1f} | {phase.seconds:.0f} "
                      f"| {phase.written} | {60 * phase.written / phase.seconds:.1f} | {batch} |")
-    if bursts:
-        lines += ["", *render_bursts(bursts, args)]
-    lines += ["", *summary(runs, bursts)]
-    return "\n".join(lines) + "\n"
+    lines += ["", f"Memory: gunicorn's master and every process under it, from its start to the end of its "
+              f"measurements. Peak = the largest sum of their resident sizes (sampled every "
+              f"{MEMORY_SAMPLE_SECONDS} s); each process's own peak (VmHWM), MB; model copies = processes with "
+              "TensorFlow loaded:", "",
+              "| configuration | peak, all processes MB | model copies | each process's peak MB |",
+              "| --- | --- | --- | --- |"]
+    for memory in memories:
+        each = ", ".join(f"{role.split()[0]} {mb:,.0f}" for role, mb in sorted(
+            memory.process_peaks_mb.items(), key=lambda item: ("master", "worker", "writer").index(item[0].split()[0])))
+        lines.append(f"| {memory.config} | {memory.peak_total_mb:,.0f} | {memory.model_copies} | {each} |")
+    return lines
 
 
 def render_bursts(bursts, args):
@@ -670,13 +847,15 @@ def _problems(w):
     return f" ({w['unexpected']} wrong status, {w['failed']} failed)" if w["unexpected"] or w["failed"] else ""
 
 
-def summary(runs, bursts):
-    """Per configuration and concurrency: idle vs busy p95, and the issue's two targets; the
-    list target during each burst."""
+def summary(runs, phases, bursts):
+    """Per configuration and concurrency: idle vs busy p95, the writer's rate meanwhile, and
+    the issue's three targets; the list target during each burst."""
     lines = [f"Targets with the writer busy: list pages' p95 < {TARGET_LIST_P95_MS} ms (wrk), saves' server "
-             f"time p95 < {TARGET_SAVE_MS} ms (request log):", "",
+             f"time p95 < {TARGET_SAVE_MS} ms (request log), the writer at least {TARGET_WRITER_PER_MINUTE} "
+             "autodocs a minute over the busy phase (all its pages and concurrencies):", "",
              "| configuration | conns | list p95 idle → busy (worst page) | growth | save server p95 idle → busy "
-             "| targets |", "| --- | --- | --- | --- | --- | --- |"]
+             "| autodocs / min, phase (these conns) | targets |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    rates = {phase.config: 60 * phase.written / phase.seconds for phase in phases if phase.writer == "busy"}
     idle = {(r.config.workers, r.config.threads, r.page, r.connections): r for r in runs if r.writer == "idle"}
     seen = []
     for run in runs:
@@ -686,13 +865,18 @@ def summary(runs, bursts):
         seen.append(key)
         busy = {r.page: r for r in runs if r.writer == "busy" and (r.config, r.connections) == key}
         base = {page: idle.get((run.config.workers, run.config.threads, page, run.connections)) for page in busy}
-        list_busy = max(busy[p].wrk["p95"] for p in LIST_PAGES if p in busy)
+        list_busy = max((busy[p].wrk["p95"] for p in LIST_PAGES if p in busy), default=float("nan"))
         list_idle = max((base[p].wrk["p95"] for p in LIST_PAGES if base.get(p)), default=float("nan"))
         save_busy = percentile(busy[SAVE].server_ms, 0.95) if SAVE in busy else float("nan")
         save_idle = percentile(base[SAVE].server_ms, 0.95) if base.get(SAVE) else float("nan")
-        met = list_busy < TARGET_LIST_P95_MS and save_busy < TARGET_SAVE_MS
-        lines.append(f"| {run.config} | {run.connections} | {list_idle:.0f} → {list_busy:.0f} "
-                     f"| {list_busy / list_idle:.1f}× | {save_idle:.0f} → {save_busy:.0f} "
+        rate = rates[run.config]
+        # The writer's rate while these pages ran at this concurrency alone: batches end in
+        # whichever run they end in, so it is coarse over a few runs; the phase's is the target's.
+        rate_here = 60 * sum(r.written for r in busy.values()) / sum(r.wrk["seconds"] for r in busy.values())
+        met = list_busy < TARGET_LIST_P95_MS and save_busy < TARGET_SAVE_MS and rate >= TARGET_WRITER_PER_MINUTE
+        growth = f"{list_busy / list_idle:.1f}×" if list_idle == list_idle else "–"  # NaN: idle not measured
+        lines.append(f"| {run.config} | {run.connections} | {_ms(list_idle)} → {list_busy:.0f} | {growth} "
+                     f"| {_ms(save_idle)} → {_ms(save_busy)} | {rate:.1f} ({rate_here:.1f}) "
                      f"| {'met' if met else 'NOT met'} |")
     if bursts:
         during = [(burst.config, next(run.wrk["p95"] for run in burst.runs
@@ -701,6 +885,10 @@ def summary(runs, bursts):
                   + "; ".join(f"{config} {p95:.0f} ms, {'met' if p95 < TARGET_LIST_P95_MS else 'NOT met'}"
                               for config, p95 in during) + "."]
     return lines
+
+
+def _ms(value):
+    return "–" if value != value else f"{value:.0f}"  # NaN: not measured
 
 
 def write_results(section):
@@ -728,11 +916,18 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small data, short runs, tiny model: for development")
     parser.add_argument("--model-dir", help="where GPT-2-small is built once (DIR/model) and reused")
     parser.add_argument("--configs", nargs="+", type=Config.parse, default=None,
-                        help="WxT[,nice=N][,intra=N][,inter=N] ... (default: production's 1x8, then tuned)")
+                        help="WxT[,writer=process|thread|elected][,nice=N][,intra=N][,inter=N] ... (default: "
+                             f"{' '.join(DEFAULT_CONFIGS)})")
     parser.add_argument("--documents", type=int, default=None, help="large data set (default 100,000; quick 10,000)")
     parser.add_argument("--small-documents", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=None, help="length of each wrk run (default 10; quick 3)")
     parser.add_argument("--connections", type=lambda s: [int(n) for n in s.split(",")], default=[1, 8])
+    parser.add_argument("--phases", type=lambda s: s.split(","), default=["idle", "busy"],
+                        help="idle,busy (default both): the writer's phases measured in each configuration")
+    parser.add_argument("--pages", type=lambda s: s.split(","), default=None,
+                        help="only the pages whose label holds one of these words (e.g. list,save; default all)")
+    parser.add_argument("--query-counts", action=argparse.BooleanOptionalAction, default=True,
+                        help="step 1 (queries per page, the N+1 comparison); without it only the data is generated")
     parser.add_argument("--queued", type=int, default=5000, help="depth of the busy writer's queue")
     parser.add_argument("--burst", action=argparse.BooleanOptionalAction, default=True,
                         help=f"measure a burst of {BURST_SAVES} saves in each configuration (step 3)")
@@ -746,6 +941,8 @@ def main():
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.burst_seconds = args.burst_seconds or (20 if args.quick else BURST_SECONDS)
     args.configs = args.configs or [Config.parse(c) for c in DEFAULT_CONFIGS]
+    if not set(args.phases) <= {"idle", "busy"}:
+        parser.error(f"--phases takes idle and busy, not {','.join(args.phases)}")
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)  # gunicorn's logs go beside it
     if not shutil.which("wrk"):
         parser.error("wrk is missing: apt-get install -y wrk")
@@ -760,22 +957,23 @@ def main():
         migrate(url)
         steps = query_step(url, args)
         model_dir, model = model_folder(args, workdir)
-        runs, phases, bursts = load_step(url, steps["large"], model_dir, args.configs, args)
+        runs, phases, bursts, memories = load_step(url, steps["large"], model_dir, args.configs, args)
         header = [
             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, `.venv/bin/python -m bench.load "
             f"{' '.join(sys.argv[1:])}`, {(time.monotonic() - started) / 60:.0f} min. Machine: "
             f"{os.cpu_count()} vCPU ({_cpu()}), shared with other work; {versions(url)}.",
             "",
-            f"Data (bench/datagen.py): {_counts(steps['large'])}, generated in {steps['large'].seconds:.0f} s; "
-            f"{steps['small'].shape.documents:,} documents for the small count. The heavy sponsor has "
-            f"{heavy_sponsor_documents(url):,} documents ({Settings.model_fields["PAGE_SIZE"].default} a page); long history: "
+            f"Data (bench/datagen.py): {_counts(steps['large'])}, generated in {steps['large'].seconds:.0f} s"
+            + (f"; {steps['small'].shape.documents:,} documents for the small count" if "small" in steps else "")
+            + ". The heavy sponsor has "
+            f"{heavy_sponsor_documents(url):,} documents ({Settings.model_fields['PAGE_SIZE'].default} a page); long history: "
             f"document {steps['large'].longest_document} "
             f"({steps['large'].shape.long_lengths[0]} revisions). Writer model: {model}; busy = "
             f"{args.queued:,} autodocs queued.",
         ]
-    report = render(steps, runs, phases, bursts, args, header)
+    report = render(steps, runs, phases, bursts, memories, args, header)
     explains = "".join(f"\n#### {label}\n\n```\n{steps['counted_large'][label]['slowest'].sql}\n\n{plan}\n```\n"
-                       for label, plan in steps["explains"].items())
+                       for label, plan in steps.get("explains", {}).items())
     if explains:
         explains = "\n### Slowest statements, EXPLAIN ANALYZE\n" + explains
     Path(args.report).write_text(report + explains)
@@ -785,7 +983,13 @@ def main():
         write_results(report)
 
 
-DEFAULT_CONFIGS = ("1x8,nice=0", "1x8,nice=10", "2x4,nice=10")
+# Production's layout (.env.prod: 2 workers x 4 threads, the writer process at WRITER_NICE 10)
+# and the same at lower niceness (the writer's share of the cores against the pages: nice 7 gives
+# its two TensorFlow threads the weight the two writers of "2x4,writer=thread" had together);
+# then the layouts it replaced or was weighed against: a writer inside the one worker
+# (production until issue 17), one inside each of two workers (two models), one inside one of
+# two workers.
+DEFAULT_CONFIGS = ("2x4", "2x4,nice=7", "2x4,nice=4", "1x8,writer=thread", "2x4,writer=thread", "2x4,writer=elected")
 
 
 def _counts(generated):

@@ -16,6 +16,15 @@ Each approach runs in its own process so that its peak RSS and load time are its
   writer       AutodocWriter (this code), compiled once, at queue depths 1, 4, 8 and 16
   writer-16    the same with a compiled batch size of 16 (depth 16 in one batch)
   writer-1cpu  the same with TensorFlow limited to one intra-op thread (a core left to the web app)
+  torch-fp32   PyTorch with transformers' generate on the same weights (converted from the TF file),
+               float32, left-padded batches of 1, 4 and 8 under torch.inference_mode()
+  torch-bf16   the same in bfloat16
+  floors       the machine's own limits in this run: read bandwidth (numpy sums over 1 GiB, one thread
+               and two threads on halves of it), fp32 matmul rate (numpy/OpenBLAS, 2 threads) and bf16
+               matmul rate (PyTorch), from which the floors of one autodoc follow (see `floors`)
+
+PyTorch is not part of the app: the torch parts run with PyTorch installed beside the venv, once:
+    .venv/bin/pip install --target .bench-torch --no-deps -r bench/requirements-torch.txt
 """
 import argparse
 import json
@@ -201,6 +210,113 @@ def writer(workdir, setup, runs, batch_sizes=(1, 4, 8), depths=(1, 4, 8, 16), in
     return result
 
 
+def torch_generate(workdir, setup, runs, dtype):
+    """transformers' PyTorch generate, same weights, settings and left-padded batches."""
+    import torch
+
+    model = _torch_copy(workdir / "model").to(getattr(torch, dtype))
+    eos = model.generation_config.eos_token_id
+    result = {"depth": {}, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+    def batch(depth):
+        prompts = setup["prompts"][:depth]
+        width = max(map(len, prompts))
+        ids = torch.full((depth, width), eos, dtype=torch.long)
+        mask = torch.zeros((depth, width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt):], mask[row, width - len(prompt):] = torch.tensor(prompt), 1
+        return ids, mask
+
+    with torch.inference_mode():
+        for depth in (1, 4, 8):
+            ids, mask = batch(depth)
+
+            def call():
+                return model.generate(ids, attention_mask=mask, pad_token_id=eos, **GENERATE)
+
+            call()  # warm-up
+            result["depth"][depth], output = _timed(call, runs)
+            if depth == 8:
+                result["outputs"] = [_strip(row[ids.shape[1]:].tolist(), eos) for row in output[:4]]
+    return result
+
+
+def _torch_copy(folder):
+    """The PyTorch GPT-2 with the TF file's weights. transformers' own `from_tf=True` leaves every
+    tensor on the meta device in 4.57.6, so the weights are copied by name (both stacks' Conv1D
+    keep (in, out) matrices; the LM head is tied to the token embeddings in both)."""
+    import re
+
+    import torch
+    from transformers import GPT2LMHeadModel, TFGPT2LMHeadModel
+
+    source = TFGPT2LMHeadModel.from_pretrained(folder)
+    model = GPT2LMHeadModel(source.config).eval()
+    state = {}
+    for weight in source.weights:
+        name = weight.name.split("transformer/", 1)[1].removesuffix(":0")
+        name = re.sub(r"h_\._(\d+)", r"h.\1", name).replace("/", ".")
+        name = re.sub(r"\.(gamma|embeddings)$", ".weight", re.sub(r"\.beta$", ".bias", name))
+        state["transformer." + name] = torch.from_numpy(weight.numpy())
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    state = {name: tensor.reshape(shapes[name]) if name in shapes else tensor for name, tensor in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"} - {name for name in missing if name.endswith("attn.bias")}:
+        raise RuntimeError(f"weights not copied: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    return model
+
+
+def floors(workdir, setup, runs):
+    """The machine's limits in this run, measured with the simplest code that reaches them.
+
+    Read bandwidth: summing a 1 GiB float32 array that is not in any cache (numpy's reduction
+    releases the GIL, so two threads each sum one half at once). Matmul rates: the best of a few
+    large square products (numpy/OpenBLAS for fp32 on all threads, PyTorch for bf16 when it is
+    installed), so the compute floor is the strictest one this machine shows."""
+    import threading
+
+    import numpy as np
+
+    big = np.ones(2**28, np.float32)  # 1 GiB
+    halves = np.split(big, 2)
+
+    def read(threads):
+        parts = halves if threads == 2 else [big]
+        workers = [threading.Thread(target=np.add.reduce, args=(part,)) for part in parts]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return big.nbytes / (time.perf_counter() - started) / 1e9
+
+    result = {}
+    for threads in (1, 2):
+        read(threads)
+        result[f"read_gb_s_{threads}"] = statistics.median(read(threads) for _ in range(max(runs, 5)))
+
+    def matmul_rate(multiply, size, dtype_runs=5):
+        multiply(size)
+        best = float("inf")
+        for _ in range(dtype_runs):
+            started = time.perf_counter()
+            multiply(size)
+            best = min(best, time.perf_counter() - started)
+        return 2 * size ** 3 / best / 1e9
+
+    squares = {size: np.random.default_rng(0).standard_normal((size, size), dtype=np.float32) for size in (1024, 2048)}
+    result["fp32_gflops"] = max(matmul_rate(lambda n: squares[n] @ squares[n], size) for size in squares)
+    try:
+        import torch
+    except ImportError:
+        return result
+    tensors = {size: torch.randn(size, size, dtype=torch.bfloat16) for size in (1024, 2048)}
+    result["bf16_gflops"] = max(matmul_rate(lambda n: tensors[n] @ tensors[n], size) for size in tensors)
+    result["torch"] = torch.__version__
+    return result
+
+
 PARTS = {
     "original": original,
     "eager": eager,
@@ -209,8 +325,18 @@ PARTS = {
     "writer-16": lambda workdir, setup, runs: writer(workdir, setup, runs, batch_sizes=(16,), depths=(16,)),
     "writer-1cpu": lambda workdir, setup, runs: writer(workdir, setup, runs, batch_sizes=(1, 8), depths=(1, 8),
                                                        intra_op_threads=1),
+    "torch-fp32": lambda workdir, setup, runs: torch_generate(workdir, setup, runs, "float32"),
+    "torch-bf16": lambda workdir, setup, runs: torch_generate(workdir, setup, runs, "bfloat16"),
+    "floors": floors,
 }
 SLOW = {"original", "eager"}
+DEFAULT_PARTS = ("floors", "original", "eager", "writer", "torch-fp32", "torch-bf16")
+TORCH = Path(__file__).resolve().parent.parent / ".bench-torch"
+# One autodoc's arithmetic and, at batch 1, its weight traffic (GPT-2-small, 2 flops per parameter per
+# token; the prompt once, then every beam's token at every step; the fp32 weights read once per step).
+PARAMETERS = 124_439_808
+AUTODOC_FLOP = 2 * PARAMETERS * (PROMPT_TOKENS + BEAMS * NEW_TOKENS)
+STEP_BYTES = 4 * PARAMETERS
 
 
 def child(part, workdir, runs):
@@ -220,7 +346,8 @@ def child(part, workdir, runs):
     if part == "build":
         result = build(workdir)
     else:
-        import tensorflow  # noqa: F401  (imported before the clock: every approach pays it once)
+        if part != "floors":
+            import tensorflow  # noqa: F401  (imported before the clock: every approach pays it once)
 
         result = {"tf_import": time.perf_counter() - started}
         setup = json.loads((workdir / "build.json").read_text())
@@ -236,9 +363,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs of the fast approaches")
     parser.add_argument("--slow-runs", type=int, default=2, help="timed runs of the eager approaches")
-    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ", ".join(PARTS))
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                        help="comma-separated subset of " + ", ".join(PARTS))
     parser.add_argument("--wait-idle", type=float, default=900,
                         help="before each part, wait up to this many seconds for an idle CPU (0: don't)")
+    parser.add_argument("--print-only", action="store_true", help="print the report, leave RESULTS.md alone")
     parser.add_argument("--child", nargs=2, metavar=("PART", "WORKDIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -248,6 +377,10 @@ def main():
 
     workdir = Path(tempfile.mkdtemp(prefix="writer-bench-"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if TORCH.is_dir():  # PyTorch beside the venv, for the torch parts and the bf16 floor
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TORCH), env.get("PYTHONPATH")]))
+    elif any(part.startswith("torch") for part in args.parts.split(",")):
+        sys.exit(f"PyTorch is not installed in {TORCH}: see this file's docstring")
     results, others = {}, {}
     try:
         for part in ["build", *args.parts.split(",")]:
@@ -266,7 +399,8 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = render(results, others, args)
-    write_section(report)
+    if not args.print_only:
+        write_section(report)
     print(report)
 
 
@@ -276,7 +410,8 @@ def write_section(report):
     others = ""
     if RESULTS.exists():
         text = RESULTS.read_text()
-        start = text.find("\n## gunicorn settings")
+        starts = [text.find(heading) for heading in ("\n## Where a decode step goes", "\n## gunicorn settings")]
+        start = min((found for found in starts if found >= 0), default=-1)
         others = text[start:] if start >= 0 else ""
     RESULTS.write_text(report.rstrip("\n") + "\n" + others)
 
@@ -308,7 +443,7 @@ def render(results, others, args):
     setup = results.pop("build")
     rows = []
     for part, result in results.items():
-        for depth, timing in result["depth"].items():
+        for depth, timing in result.get("depth", {}).items():
             rows.append((part, int(depth), timing))
     baseline = results.get("original", {}).get("depth", {}).get("1", {}).get("median")
     eager_time = results.get("eager", {}).get("depth", {}).get("1", {}).get("median")
@@ -346,20 +481,12 @@ def render(results, others, args):
             f"| {part} | {depth} | {timing['median']:.2f} | {per:.2f} | "
             f"{_ratio(baseline, per)} | {_ratio(eager_time, per)} | {', '.join(map(str, timing['runs']))} "
             f"| {timing['cpu_median'] / depth:.2f} | {timing['cpu_per_wall']} |")
-    lines += ["", "Targets (from the issue), for this writer:", ""]
-    writer_depths = results.get("writer", {}).get("depth", {})
-    if "1" in writer_depths:
-        idle = writer_depths["1"]["median"]
-        lines.append(f"- One autodoc on an idle writer under 2.5 s: {idle:.2f} s, "
-                     f"{'met' if idle < 2.5 else 'NOT met'}.")
-    for part, depth, timing in rows:
-        if part.startswith("writer") and depth >= 8:
-            per = timing["median"] / depth
-            lines.append(f"- Queue of {depth} under 1.1 s per autodoc ({part}): {per:.2f} s, "
-                         f"{'met' if per < 1.1 else 'NOT met'}.")
+    lines += targets(results)
     lines += ["", "| approach | TF import s | model load s | compile s | peak RSS MB | other processes' CPU "
               "(cores) |", "|---|---|---|---|---|---|"]
     for part, result in results.items():
+        if part == "floors":
+            continue
         compile_seconds = (f"{result['compile_all']:.1f} (all batch sizes)" if "compile_all" in result else
                            ", ".join(f"batch {d}: {s:.1f}" for d, s in result.get("compile", {}).items()) or "-")
         lines.append(f"| {part} | {result['tf_import']:.1f} | {result.get('load', '-')} | {compile_seconds} "
@@ -380,6 +507,49 @@ def render(results, others, args):
         "",
     ]
     return "\n".join(lines)
+
+
+def targets(results):
+    """Issue 17's targets, each as a ratio measured in this run: the writer against the machine's own
+    floors (see `floors`) and against PyTorch on the same weights."""
+    floor = results.get("floors")
+    writer_depths = results.get("writer", {}).get("depth", {})
+    if not floor or not writer_depths:
+        return []
+    memory_floor = NEW_TOKENS * STEP_BYTES / (floor["read_gb_s_2"] * 1e9)
+    compute_floor = AUTODOC_FLOP / (floor["fp32_gflops"] * 1e9)
+    lines = [
+        "", "## Against the machine's floors and PyTorch", "",
+        f"Measured in this run (`floors`): read bandwidth {floor['read_gb_s_2']:.1f} GB/s on two threads "
+        f"({floor['read_gb_s_1']:.1f} on one; numpy sums over a 1 GiB array, each thread half of it), fp32 "
+        f"matmul {floor['fp32_gflops']:.0f} GFLOP/s (numpy/OpenBLAS, best square product)"
+        + (f", bf16 matmul {floor['bf16_gflops']:.0f} GFLOP/s (PyTorch {floor['torch']})"
+           if "bf16_gflops" in floor else "") + ".",
+        "",
+        f"- fp32 memory floor of one autodoc at batch 1: {NEW_TOKENS} steps x {STEP_BYTES / 1e6:.0f} MB of weights "
+        f"/ {floor['read_gb_s_2']:.1f} GB/s = {memory_floor:.2f} s.",
+        f"- fp32 compute floor of one autodoc: {AUTODOC_FLOP / 1e9:.1f} GFLOP (2 x {PARAMETERS / 1e6:.1f} M "
+        f"parameters x ({PROMPT_TOKENS} prompt tokens + {BEAMS} beams x {NEW_TOKENS} steps)) / "
+        f"{floor['fp32_gflops']:.0f} GFLOP/s = {compute_floor:.2f} s.",
+        "",
+    ]
+    if "1" in writer_depths:
+        one = writer_depths["1"]["median"]
+        lines.append(f"- **Batch 1 at most 2x the memory floor**: {one:.2f} s = {one / memory_floor:.1f}x, "
+                     f"{'met' if one <= 2 * memory_floor else 'NOT met'}.")
+    if "8" in writer_depths:
+        eight = writer_depths["8"]["median"] / 8
+        lines.append(f"- **Batch 8 at most 1.5x the compute floor** per autodoc: {eight:.2f} s = "
+                     f"{eight / compute_floor:.1f}x, {'met' if eight <= 1.5 * compute_floor else 'NOT met'}.")
+    for other in ("torch-fp32", "torch-bf16"):
+        theirs = results.get(other, {}).get("depth", {})
+        for depth in ("1", "4", "8"):
+            if depth in theirs and depth in writer_depths:
+                ours, them = writer_depths[depth]["median"], theirs[depth]["median"]
+                lines.append(f"- Faster than {other} at batch {depth}: {ours / int(depth):.2f} against "
+                             f"{them / int(depth):.2f} s per autodoc, {them / ours:.2f}x, "
+                             f"{'met' if ours < them else 'NOT met'}.")
+    return lines
 
 
 def _ratio(reference, value):

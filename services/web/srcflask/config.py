@@ -122,7 +122,10 @@ class Settings(BaseSettings):
     WRITER_BATCH_SIZE: int = Field(8, ge=1, le=64)
     WRITER_LEASE_SECONDS: int = Field(120, ge=1, le=86_400)
     WRITER_MAX_ATTEMPTS: int = Field(3, ge=1, le=100)
-    # 1: the app process runs the writer; 0: only `flask writer run` does.
+    # 1: the server runs its own writer (under gunicorn: one `flask writer run` process that the
+    # master starts, restarts and stops, beside the page workers, srcflask/writer_supervisor.py;
+    # under `flask run`: threads of the app process); 0: only `flask writer run` processes
+    # elsewhere do (docker-compose.scale.yml).
     WRITER_IN_PROCESS: bool = True
     WRITER_POLL_SECONDS: Seconds = 1.0
     WRITER_MODEL_RETRY_SECONDS: Seconds = 15.0
@@ -142,6 +145,15 @@ class Settings(BaseSettings):
     WRITER_TF_INTRA_THREADS: int = Field(0, ge=0, le=256)
     WRITER_TF_INTER_THREADS: int = Field(0, ge=0, le=256)
     WRITER_NICE: int = Field(0, ge=0, le=19)
+    # XLA's persistent compilation cache: the writer's compiled programs (a few MB per batch
+    # size), kept so that a restart loads them instead of compiling them again. Empty: the
+    # folder `xla-cache` beside WRITER_MODEL_DIR (on the models volume); "off": no cache. A
+    # folder that cannot be written means no cache and one warning, never a failed start.
+    WRITER_XLA_CACHE_DIR: str = ""
+    # 1: the writer compiles batch size 1 before it writes and its larger sizes while it
+    # writes, claiming no more jobs than the largest compiled size meanwhile (the first
+    # autodoc after a start comes sooner); 0: every size before it writes.
+    WRITER_COMPILE_IN_BACKGROUND: bool = True
 
     # Training sets (services/trainingsets.py): approved autodocs split by document into a
     # training and a validation side. A fixed seed makes the same reviews give the same
@@ -279,6 +291,23 @@ class Settings(BaseSettings):
     # its writer's state) are on this port, for Prometheus to scrape (0: none).
     WRITER_METRICS_PORT: int = Field(0, ge=0, le=65_535)
 
+    # Writers woken and pages told at once through PostgreSQL's LISTEN/NOTIFY
+    # (services/queue_signals.py). 0: writers and pages poll only, as without it; for a
+    # connection pooler in transaction mode (PgBouncer), where LISTEN does not work.
+    QUEUE_WAKEUPS: bool = True
+    # Live status on the pages (server-sent events, srcflask/main/events.py). Each open stream
+    # holds one of the process's request threads (GUNICORN_THREADS) for as long as it lasts, so
+    # at most this many are open per process; unset: half of GUNICORN_THREADS, so the other
+    # half always serves pages. A page refused a stream (503) polls instead. 0: every page polls.
+    SSE_MAX_STREAMS: int | None = Field(None, ge=0, le=256)
+    # A stream ends after this long and the browser opens a new one (and refreshes its autodocs
+    # once): below gunicorn's graceful_timeout (30 s), so a stopping worker is never held longer
+    # by a stream than by a page, and below nginx's proxy_read_timeout for the route.
+    SSE_STREAM_SECONDS: float = Field(25.0, gt=0, le=600)
+    # A comment line sent on a quiet stream this often: proxies keep the connection, and a page
+    # that was closed is noticed (its thread and its place freed) at the next one.
+    SSE_KEEPALIVE_SECONDS: float = Field(5.0, gt=0, le=300)
+
 
 class DevelopmentSettings(Settings):
     METRICS_ALLOWED_NETWORKS: Networks = "0.0.0.0/0, ::/0"
@@ -287,6 +316,9 @@ class DevelopmentSettings(Settings):
 class TestingSettings(Settings):
     LOG_FORMAT: Literal["json", "text"] = "json"
     METRICS_ALLOWED_NETWORKS: Networks = "0.0.0.0/0, ::/0"
+    # The writer's claims then hold as many jobs whatever the timing of a compilation in the
+    # background (tests/test_writer_coldstart.py tests that one in processes of its own).
+    WRITER_COMPILE_IN_BACKGROUND: bool = False
     # The suite's tests of concurrent saves save hundreds of times a minute as one user:
     # tests/test_throttle.py sets the writing limits it checks.
     SAVE_RATE_LIMIT: RateLimit = "100000 per minute"
@@ -294,6 +326,10 @@ class TestingSettings(Settings):
     # Saves get shadow drafts at random: off, so that every test's rows are the same each run;
     # the tests of shadow drafts set the share they check (tests/test_shadow_drafts.py).
     SHADOW_SHARE: float = Field(0.0, ge=0, le=1)
+    # The browser tests walk many pages of one process in a few seconds, and a page left is
+    # noticed at its stream's next keep-alive: streams are not what they test (the cap's tests
+    # set their own).
+    SSE_MAX_STREAMS: int = Field(64, ge=0, le=256)
     # Each test process counts under a prefix of its own, so runs sharing a Redis never
     # share (or reset) each other's counts.
     RATELIMIT_STORAGE_PREFIX: str = Field(default_factory=lambda: f"srcflask-test-{secrets.token_hex(6)}")

@@ -162,7 +162,8 @@ PROCESS_FIGURES = {
                                      "with several).", "livemin"),
     "srcflask_writer_model_load_seconds": ("Seconds this process took to load the model.", "livemax"),
     "srcflask_writer_alive": ("1 while this process's writer threads run and none is failing (a corrupt model, "
-                              "out of memory, a bug); 0 otherwise: alert on it.", "livemin"),
+                              "out of memory, a bug); 0 otherwise: alert on it. gunicorn's page workers report the "
+                              "writer process their master runs (0 too while it is dead or hung).", "livemin"),
 }
 
 

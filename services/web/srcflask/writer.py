@@ -49,7 +49,7 @@ from .errors import is_database_outage
 from .extensions import db
 from .models import WriterModel
 from .metrics import GENERATION_SECONDS, WRITER_JOBS
-from .services import autodoc_queue, leases, registry, shadow_drafts
+from .services import autodoc_queue, leases, queue_signals, registry, shadow_drafts
 
 log = logging.getLogger("srcflask.writer")
 
@@ -105,6 +105,10 @@ class WriterRuntime:
         # {writer thread's name: why its last round failed}; a round that goes through
         # removes its thread's entry.
         self.failures = {}
+        # In a gunicorn page worker whose server runs its writer in a process beside it
+        # (writer_supervisor.WriterBeside, set by gunicorn.conf.py): this process starts no
+        # writer threads and reports that process's writer instead.
+        self.beside = None
 
     def init_app(self, app):
         app.extensions["writer"] = self
@@ -113,13 +117,17 @@ class WriterRuntime:
         if app.config["WRITER_IN_PROCESS"]:
             # Started with the server by gunicorn's post_worker_init (production and the
             # quick start, scripts/run); under `flask run` (docker-compose.yml's development
-            # server), which has no such hook, by the first request. Never by create_app
-            # itself: CLI commands like `flask db upgrade` stay light.
+            # server), which has no such hook, as soon as the app is made for serving; else by
+            # the first request. Never by other CLI commands: `flask db upgrade` stays light.
             app.before_request(lambda: self.start(app))
+            if _serving_with_flask_run():
+                self.start(app)
 
     def problem(self):
         """What keeps autodocs from being written, in words for the pages; None when the
         writer has (or can load) a model. Cheap: a file check, no loading, no query."""
+        if self.beside is not None:
+            return self.beside.problem()
         if self.failure:
             return f"The writer failed: {self.failure}. It retries by itself; autodocs wait in the queue."
         if self.refused:
@@ -138,6 +146,8 @@ class WriterRuntime:
         failed, refused (the active model's files do not match their hashes), loaded,
         unavailable, loading or not running, and what goes with it}. No query: the Models page
         shows a refusal by writers elsewhere (models.integrity_error)."""
+        if self.beside is not None:
+            return self.beside.state()
         if not current_app.config["WRITER_IN_PROCESS"]:
             return {"state": "elsewhere", "detail": NO_WRITER_HERE}
         if self.failure:
@@ -160,6 +170,8 @@ class WriterRuntime:
     @property
     def loaded_info(self):
         """What identifies the loaded model (name, load_seconds ...), None before it is loaded."""
+        if self.beside is not None:
+            return self.beside.loaded_info
         current = self._current
         return current.writer.loaded.info if current is not None else None
 
@@ -175,11 +187,14 @@ class WriterRuntime:
     @property
     def alive(self):
         """This process's writer threads run and none is failing."""
+        if self.beside is not None:
+            return self.beside.alive
         return self.running and not self.failures
 
     def start(self, app, threads=None):
-        """Start the writer threads once per process (idempotent, cheap when running)."""
-        if self._threads:
+        """Start the writer threads once per process (idempotent, cheap when running); never
+        where the writer runs in a process beside this one."""
+        if self._threads or self.beside is not None:
             return
         with self._lock:
             if self._threads:
@@ -192,6 +207,7 @@ class WriterRuntime:
 
     def stop(self, timeout=30):
         self._stop.set()
+        queue_signals.listener.doorbell.ring()  # idle writer threads wake now, not at their next poll
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -231,7 +247,10 @@ class WriterRuntime:
                 continue
             if until_idle:
                 return
-            self._stop.wait(pause)
+            if self._current is None or self.refused:  # no model to write with: new work changes nothing
+                self._stop.wait(pause)
+            else:  # idle: until work is queued (LISTEN/NOTIFY, services/queue_signals.py) or `pause` passes
+                queue_signals.wait_for_work(app, self._stop, pause)
 
     def _round(self, app, worker):
         """Make sure the registry's active model is the one loaded (switching if not), claim a
@@ -244,7 +263,9 @@ class WriterRuntime:
         # The model is in hand: a failure of an earlier round (most often loading it) is over,
         # and the pages must not report it while this batch is written.
         self.failures.pop(threading.current_thread().name, None)
-        jobs = self._with_database(app, "claim", autodoc_queue.claim_jobs, worker, config["WRITER_BATCH_SIZE"],
+        # While the larger batch sizes are still compiling, no more than the largest compiled.
+        batch = current.writer.batch_limit(config["WRITER_BATCH_SIZE"])
+        jobs = self._with_database(app, "claim", autodoc_queue.claim_jobs, worker, batch,
                                    config["WRITER_LEASE_SECONDS"], config["WRITER_MAX_ATTEMPTS"], give_up=True)
         if jobs:
             self._write(app, current, jobs, worker, autodoc_queue)
@@ -455,22 +476,43 @@ class WriterRuntime:
     def _build(config, folder, batch_sizes=None):
         """Load the GPT-2 in `folder` afresh (its files may have changed since it was last
         loaded in this process) and compile the writer's programs (for `batch_sizes`, by
-        default AutodocWriter's); ModelNotInstalled when the folder lacks what a GPT-2 needs."""
-        from .static.mlmodels.seedmlmodels.headmodel import forget_model, load_model
+        default AutodocWriter's): the smallest before returning, the others in a thread of
+        their own (_compile_rest), so that the first autodoc after a start waits only for the
+        program it needs while a queue gets the larger ones soon after (AutodocWriter.write
+        uses the sizes compiled so far). Compiled programs are kept in, and loaded from, XLA's
+        persistent cache (WRITER_XLA_CACHE_DIR). ModelNotInstalled when the folder lacks what
+        a GPT-2 needs."""
+        from .static.mlmodels.seedmlmodels.headmodel import forget_model, load_model, xla_cache_folder
         from .static.src.evaluation.autodocwriter import AutodocWriter
 
         forget_model(folder)
+        cache_folder = xla_cache_folder(config.get("WRITER_XLA_CACHE_DIR", ""), config.get("WRITER_MODEL_DIR", folder))
         loaded = load_model(folder, intra_op_threads=config["WRITER_TF_INTRA_THREADS"] or None,
-                            inter_op_threads=config["WRITER_TF_INTER_THREADS"] or None)
+                            inter_op_threads=config["WRITER_TF_INTER_THREADS"] or None, xla_cache_dir=cache_folder)
         writer = AutodocWriter(loaded, max_new_tokens=config["WRITER_MAX_NEW_TOKENS"],
                                context_tokens=config["WRITER_CONTEXT_TOKENS"],
                                **({"batch_sizes": batch_sizes} if batch_sizes else {}))
+        background = config.get("WRITER_COMPILE_IN_BACKGROUND", True)
+        now, rest = (writer.batch_sizes[:1], writer.batch_sizes[1:]) if background else (writer.batch_sizes, ())
         started = time.perf_counter()
-        writer.warm_up()
-        compile_seconds = round(time.perf_counter() - started, 2)
-        log.info("writer ready: model %s, compiled in %.1f s", loaded.info.get("name"), compile_seconds,
-                 extra={"event": "writer_ready", "model": loaded.info.get("name"),
-                        "load_seconds": loaded.info.get("load_seconds"), "compile_seconds": compile_seconds})
+        writer.trace()  # every size, before any writing: the same cache keys in every process
+        traced = round(time.perf_counter() - started, 2)
+        compiled = {size: _compile(writer, size) for size in now}
+        name = loaded.info.get("name")
+        log.info("writer ready: model %s, loaded in %.1f s, traced in %.1f s, compiled %s%s", name,
+                 loaded.info.get("load_seconds"), traced,
+                 ", ".join(f"batch size {size} in {c['seconds']:.1f} s (XLA cache {c['xla_cache']})"
+                           for size, c in compiled.items()),
+                 f"; compiling batch sizes {', '.join(map(str, rest))} meanwhile" if rest else "",
+                 extra={"event": "writer_ready", "model": name, "load_seconds": loaded.info.get("load_seconds"),
+                        "trace_seconds": traced,
+                        "compile_seconds": round(sum(c["seconds"] for c in compiled.values()), 2),
+                        "compiled": compiled, "compiling": list(rest)})
+        if rest:
+            # Started from the writer thread: it inherits its niceness (WRITER_NICE). Not a daemon:
+            # a process that exits while XLA compiles in a daemon thread crashes (SIGSEGV), so an
+            # exit waits for the size in flight (_compile_rest skips the others).
+            threading.Thread(target=_compile_rest, args=(writer, rest, name), name="writer-compile").start()
         return writer
 
     def _write(self, app, current, jobs, worker, queue):
@@ -577,6 +619,59 @@ class WriterRuntime:
             "batch_size": batch_size,
             "worker": worker,
         }
+
+
+def _serving_with_flask_run():
+    """True when this app is being made by `flask run` in the process that will serve it: not
+    by another command (`flask db upgrade`, `flask writer run`), and not in the reloader's
+    watching process of `flask run --debug`, which loads the app too but only restarts the
+    serving one (a writer there would load a second copy of the model)."""
+    import click
+    from flask.cli import get_debug_flag, run_command
+    from werkzeug.serving import is_running_from_reloader
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.command is not run_command:
+        return False
+    reload = context.params.get("reload")
+    return is_running_from_reloader() or not (get_debug_flag() if reload is None else reload)
+
+
+def _compile(writer, size):
+    """Compile `writer`'s program for batch size `size`: {"seconds", "xla_cache"}, the latter
+    "miss" (compiled, and added to XLA's persistent cache), "hit" (loaded from it: nothing
+    added), "off" (no cache) or "unused" (nothing added to an empty cache: TensorFlow had
+    started before the cache was set up)."""
+    from .static.mlmodels.seedmlmodels.headmodel import xla_cache
+
+    cache = xla_cache()
+    before = cache.entries()
+    started = time.perf_counter()
+    writer.warm_up([size])
+    seconds = round(time.perf_counter() - started, 2)
+    after = cache.entries()
+    state = "off" if cache.folder is None else "miss" if after - before else "hit" if after else "unused"
+    return {"seconds": seconds, "xla_cache": state}
+
+
+def _compile_rest(writer, sizes, name):
+    """Compile the larger batch sizes one after another, smallest first, while the writer
+    thread already writes with the ones compiled (the writer's claims grow with them:
+    AutodocWriter.batch_limit). A failure leaves the writer with the sizes it has."""
+    for size in sizes:
+        if not threading.main_thread().is_alive():  # the process is exiting
+            return
+        try:
+            compiled = _compile(writer, size)
+        except Exception as error:  # out of memory, a bug: the smaller sizes still write
+            log.exception("writer could not compile batch size %d (%s); writing with batch sizes %s", size,
+                          leases.describe(error), ", ".join(map(str, writer.compiled_sizes)),
+                          extra={"event": "writer_compile_failed", "model": name, "batch_size": size,
+                                 "error": leases.describe(error)})
+            return
+        log.info("writer compiled batch size %d in %.1f s (XLA cache %s)", size, compiled["seconds"],
+                 compiled["xla_cache"], extra={"event": "writer_compiled", "model": name, "batch_size": size,
+                                               **compiled})
 
 
 def lower_priority(niceness):

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from srcflask import create_app
 from srcflask.extensions import db, limiter
+from srcflask.services import queue_signals
 
 from .factories import DEFAULT_PASSWORD, make_user
 from .helpers import FormClient
@@ -34,6 +35,7 @@ def database_url(worker_id):
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
     yield url
+    queue_signals.listener.stop()  # it would try the dropped database again and again
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()

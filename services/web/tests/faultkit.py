@@ -471,8 +471,9 @@ def stop_past_lease(pool, engine, make_job, lease_seconds, max_tries=20, timeout
 
 @contextmanager
 def production_stack(database_url, model_dir, workdir, **settings):
-    """gunicorn as in production (entrypoint.sh, gunicorn.conf.py, .env.prod, the writer in
-    its worker) behind nginx over TLS, as tests/test_production.py runs it; yields its Stack."""
+    """gunicorn as in production (entrypoint.sh, gunicorn.conf.py, .env.prod: page workers and
+    the writer process the master runs) behind nginx over TLS, as tests/test_production.py runs
+    it; yields its Stack."""
     with ExitStack() as down:
         env = production_env(database_url, model_dir, **settings)
         web_port, http_port, https_port = free_port(), free_port(), free_port()
@@ -696,6 +697,6 @@ def writer_loaded(stack):
 
 
 def gunicorn_processes(stack):
-    """The gunicorn master and its workers: the same set after the faults means nothing
-    was restarted to recover."""
-    return {stack.web.pid, *gunicorn_workers(stack.web.pid)}
+    """The gunicorn master, its workers and its writer process: the same set after the faults
+    means nothing was restarted to recover."""
+    return {stack.web.pid, *gunicorn_workers(stack.web.pid), stack.get("/readyz").json()["writer"]["process"]}

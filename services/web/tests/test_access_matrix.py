@@ -466,6 +466,9 @@ GET, POST, BOTH = frozenset({"GET"}), frozenset({"POST"}), frozenset({"GET", "PO
 _ROUTES = [
     Route("main.index", "/", GET, "public"),
     Route("main.autodoc_status", "/autodocs/{autodoc}/status", GET, "polling", document=True),
+    # The pages' event stream: the same rules as the status it announces (tests/test_live_status.py
+    # reads its events).
+    Route("main.autodoc_events", "/autodocs/events?id={autodoc}", GET, "polling", document=True),
     Route("ops.healthz", "/healthz", GET, "ops"),
     Route("ops.readyz", "/readyz", GET, "ops"),
     Route("ops.metrics", "/metrics", GET, "ops"),  # open in testing; test_ops checks the production rules
@@ -620,7 +623,8 @@ def test_every_route_has_an_entry_in_the_matrix(app):
     assert served == {endpoint: route.methods for endpoint, route in ROUTES.items()}
     rules = {rule.endpoint: re.sub(r"<[^>]+>", "{}", rule.rule) for rule in app.url_map.iter_rules()}
     for route in _ROUTES:
-        assert re.sub(r"\{\w+\}", "{}", route.path) == rules[route.endpoint], route.endpoint
+        # A query string names ids too (main.autodoc_events' ?id=): only the path is the rule's.
+        assert re.sub(r"\{\w+\}", "{}", route.path.partition("?")[0]) == rules[route.endpoint], route.endpoint
         assert (route.form is not None) == ("POST" in route.methods), route.endpoint
 
 

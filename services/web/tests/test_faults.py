@@ -127,10 +127,10 @@ def test_postgresql_restarts_under_saves_and_generation(pg_server, served_databa
         restarts = restart_during_saves(pg_server, stack, queue, savers, ("fast", "immediate"))
         wait_until(lambda: queue_drained(queue), 120, "the queue drained after the restarts")
 
-        # Nothing was restarted to recover: the same gunicorn master and worker, ready.
+        # Nothing was restarted to recover: the same gunicorn master, workers and writer process, ready.
         assert gunicorn_processes(stack) == processes
         assert stack.get("/readyz").status_code == 200
-        (worker_pid,) = processes - {stack.web.pid}
+        writer_pid = stack.get("/readyz").json()["writer"]["process"]
         outages_seen = log_events(stack.web.output(), "writer_database_unavailable")
     assert [restart.mode for restart in restarts] == ["fast", "immediate"]
 
@@ -148,5 +148,5 @@ def test_postgresql_restarts_under_saves_and_generation(pg_server, served_databa
     assert audit.by_status == {"done": audit.revisions}
     # One writer thread wrote everything, before and after the restarts: it met the
     # outages (and said so) and outlived them.
-    assert writers_seen == {f"{HOST}:{worker_pid}:writer-0"}
+    assert writers_seen == {f"{HOST}:{writer_pid}:writer-0"}
     assert outages_seen

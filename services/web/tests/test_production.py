@@ -8,7 +8,7 @@ for the database, `flask db upgrade`), gunicorn with gunicorn.conf.py and the en
 of .env.prod, Debian's nginx with services/nginx/nginx.conf in front, over TLS. Then a
 person's round trip goes through nginx: the first admin from `flask create-admin`, a
 sponsor and an editor signing up through the forms, the admin approving them, the sponsor
-saving a document, and the in-process writer of the gunicorn worker writing its autodoc.
+saving a document, and the writer process gunicorn's master runs writing its autodoc.
 """
 import re
 import secrets
@@ -412,9 +412,11 @@ def test_round_trip_save_to_autodoc_written_by_gunicorns_writer(stack):
 
     row = autodoc_row(stack.database_url, document_id)
     assert row.continuation
-    # Written by the writer thread inside a gunicorn worker: <host>:<worker pid>:writer-0.
-    _, worker_pid, thread = row.worker.rsplit(":", 2)
-    assert thread == "writer-0" and int(worker_pid) in gunicorn_workers(stack.web.pid)
+    # Written by the writer process beside the page workers (tests/test_writer_process.py):
+    # <host>:<its pid>:writer-0.
+    _, writer_pid, thread = row.worker.rsplit(":", 2)
+    assert thread == "writer-0" and int(writer_pid) == stack.get("/readyz").json()["writer"]["process"]
+    assert int(writer_pid) not in gunicorn_workers(stack.web.pid)
 
     check_logs(stack, document_id, autodoc_id)
     check_metrics(stack)
@@ -440,10 +442,56 @@ def check_metrics(stack):
     assert re.search(r'^srcflask_http_requests_total\{endpoint="sponsor.new_document",method="POST",status="302"\} 1\.0$',
                      metrics, re.MULTILINE), metrics
     # Finished autodocs are counted by the writer that wrote them (a scrape reads only the
-    # queue), in the gunicorn worker's multiprocess files (gunicorn.conf.py).
+    # queue), in the multiprocess files of gunicorn's folder (gunicorn.conf.py).
     assert re.search(r'^srcflask_writer_jobs_total\{kind="autodoc",outcome="written"\} 1\.0$', metrics, re.MULTILINE)
     assert re.search(r"^srcflask_writer_queue_depth 0\.0$", metrics, re.MULTILINE)
     count = re.search(r"^srcflask_writer_generation_seconds_count (\S+)$", metrics, re.MULTILINE)
     assert count and float(count.group(1)) >= 1
     assert re.search(r"^srcflask_writer_model_load_seconds \d", metrics, re.MULTILINE)
     assert "/sponsor/documents/" not in metrics, "routes are labelled by endpoint, never by path"
+
+
+# --- the pages' event stream through nginx ---------------------------------------------------
+
+STREAMER = {"name": "Lee Streamer", "email": "lee@example.org", "role": "sponsor", "organization": ""}
+STREAM_EDITOR = {"name": "Ivo Editor", "email": "ivo@example.org", "role": "editor", "organization": ""}
+
+
+def test_the_event_stream_passes_nginx_unbuffered(stack):
+    """Each event reaches the browser when gunicorn writes it: the test reads the stream's
+    first line through nginx before anything else happens, then makes the event. A buffering
+    proxy would hold the first line until the stream ends (SSE_STREAM_SECONDS), and the event,
+    sent after, would never arrive on that stream."""
+    sign_up(stack, STREAMER)
+    sign_up(stack, STREAM_EDITOR)
+    admin = log_in(stack, ADMIN["ADMIN_EMAIL"])
+    for user_id in user_ids(stack.database_url, STREAMER["email"], STREAM_EDITOR["email"]):
+        assert post_form(admin, stack.https, f"/admin/users/{user_id}/approve", {},
+                         form_page="/admin/approvals").status_code == 302
+    sponsor = log_in(stack, STREAMER["email"])
+    (editor_id,) = user_ids(stack.database_url, STREAM_EDITOR["email"])
+    response = post_form(sponsor, stack.https, "/sponsor/documents/new",
+                         {"title": "Streamed", "body": "The committee reviewed the budget and", "editor": editor_id})
+    document_id = int(re.fullmatch(r"/sponsor/documents/(\d+)", response.headers["Location"]).group(1))
+    autodoc_id = autodoc_row(stack.database_url, document_id).id
+
+    with sponsor.get(f"{stack.https}/autodocs/events?id={autodoc_id}", stream=True, timeout=(5, 60),
+                     headers={"Accept-Encoding": "gzip"}) as stream:
+        assert stream.status_code == 200, stack.logs()
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert "Content-Encoding" not in stream.headers and "X-Accel-Buffering" not in stream.headers
+        chunks = stream.iter_content(chunk_size=None, decode_unicode=True)
+        assert next(chunks) == "retry: 500\n\n"
+        # The writer may be writing this autodoc meanwhile (its claim and its write are events
+        # too); this notification makes one in any case.
+        engine = create_engine(stack.database_url)
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_notify('srcflask_autodoc_status', :id)"), {"id": str(autodoc_id)})
+        engine.dispose()
+        received = ""
+        for chunk in chunks:
+            received += chunk
+            if f"event: changed\ndata: {autodoc_id}\n\n" in received:
+                break
+        else:
+            raise AssertionError(f"the stream ended without the event: {received!r}\n{stack.logs()}")

@@ -1,4 +1,5 @@
 """`flask writer run | status | fetch`: the same writer as the app's threads, as a command."""
+import os
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ from ..extensions import db
 from ..services import autodoc_queue, registry
 from ..static.data.processeddata.models import Autodoc
 from ..writer import NO_MODEL_HELP, model_installed, writer_runtime
+from ..writer_supervisor import report_forever
 
 writer = AppGroup("writer", help="Run, inspect and install the GPT-2 autodoc writer.")
 
@@ -21,10 +23,17 @@ writer = AppGroup("writer", help="Run, inspect and install the GPT-2 autodoc wri
 @writer.command("run")
 @click.option("--threads", type=int, default=None, help="Writer threads (default: WRITER_THREADS).")
 @click.option("--until-idle", is_flag=True, help="Exit once no autodoc is waiting (or no model is installed).")
-def run(threads, until_idle):
+@click.option("--report-to", type=click.Path(dir_okay=False), default=None,
+              help="Write the writer's state to this file every few seconds, for the page workers of the gunicorn "
+                   "whose master started this process (srcflask/writer_supervisor.py).")
+@click.option("--stop-with-parent", is_flag=True,
+              help="Stop once the process that started this one is gone: a writer started by gunicorn's master "
+                   "never outlives it.")
+def run(threads, until_idle, report_to, stop_with_parent):
     """Write queued autodocs in this process, beside or instead of the app's own writer.
     Any number of these may run on any machines against one database."""
     app = current_app._get_current_object()
+    parent = os.getppid()
     if until_idle:
         writer_runtime.run(app, until_idle=True)
         if writer_runtime.failure:  # its jobs are back in the queue; the traceback is in the log
@@ -35,9 +44,16 @@ def run(threads, until_idle):
     signal.signal(signal.SIGTERM, lambda *_: writer_runtime.stop())
     metrics.serve_writer_metrics(app, app.config["WRITER_METRICS_PORT"])
     writer_runtime.start(app, threads=threads)
-    click.echo(f"Writer running with {threads or app.config['WRITER_THREADS']} thread(s); Ctrl+C stops it.")
+    if report_to:  # gunicorn's master started it, and logged so
+        report_forever(app, writer_runtime, report_to)
+    else:
+        click.echo(f"Writer running with {threads or app.config['WRITER_THREADS']} thread(s); Ctrl+C stops it.")
     try:
         while writer_runtime.running:
+            if stop_with_parent and os.getppid() != parent:  # adopted by init: the parent is gone
+                click.echo(f"The process that started this writer (pid {parent}) is gone; stopping.", err=True)
+                writer_runtime.stop()
+                break
             time.sleep(1)
     except KeyboardInterrupt:
         writer_runtime.stop()

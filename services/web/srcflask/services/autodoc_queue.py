@@ -12,7 +12,9 @@ its claim): a writer hung inside generate loses its jobs the same way a dead one
 
 The write that finishes a job also tells the people on its document (the editor: there
 is text to review; the sponsor: the writer gave up), in the same transaction and only
-when that write won, so each finished job is announced exactly once.
+when that write won, so each finished job is announced exactly once. Queueing, claiming,
+finishing and giving back a job also send a PostgreSQL NOTIFY in their transaction
+(services/queue_signals.py): idle writers wake and open pages refresh when it commits.
 
 Waiting jobs are taken in turns between sponsors, not first come first served: each
 sponsor's oldest waiting job goes before anyone's second, their second before anyone's
@@ -35,7 +37,7 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..models import Document, Retention, User
 from ..static.data.processeddata.models import Autodoc, Revision
-from . import audit, leases, notifications, reviews
+from . import audit, leases, notifications, queue_signals, reviews
 
 DIED_MESSAGE = "The writer stopped {attempts} times while writing this autodoc."
 
@@ -91,6 +93,7 @@ def claim_jobs(worker, limit, lease_seconds, max_attempts):
         db.session.commit()
         return []
     token = leases.take(Autodoc, ids, worker, lease_seconds, now, error=None)
+    queue_signals.announce_status(ids)  # their pages show "being written"
     rows = db.session.execute(
         select(Autodoc.id, Autodoc.queued_at, Autodoc.request_id, Revision.title, Revision.body)
         .join(Revision, Revision.id == Autodoc.revision_id)
@@ -133,6 +136,7 @@ def _queued_with_turns():
 def _fail_exhausted_expired_jobs(now, max_attempts):
     failed = fail_exhausted_expired(Autodoc, now, max_attempts, DIED_MESSAGE)
     notifications.autodocs_finished(failed, notifications.AUTODOC_FAILED)
+    queue_signals.announce_status(failed)
 
 
 def fail_exhausted_expired(model, now, max_attempts, died_message):
@@ -171,6 +175,7 @@ def complete_job(job, prompt, continuation, stamp, model_id=None):
     if written:
         reviews.autodoc_written(job.autodoc_id)
         notifications.autodocs_finished([job.autodoc_id], notifications.AUTODOC_READY)
+        queue_signals.announce_status([job.autodoc_id])  # delivered with the commit: pages show it at once
     db.session.commit()
     return written
 
@@ -182,6 +187,10 @@ def fail_job(job, reason, max_attempts):
     status = give_back(Autodoc, job, reason, max_attempts)
     if status == "failed":
         notifications.autodocs_finished([job.autodoc_id], notifications.AUTODOC_FAILED)
+    elif status == "queued":
+        queue_signals.announce_queued()  # another writer may take the retry at once
+    if status:
+        queue_signals.announce_status([job.autodoc_id])
     db.session.commit()
     return status or False
 
@@ -227,6 +236,7 @@ def queue_regeneration(revision, by=None):
     autodoc = Autodoc(revision_id=revision.id, generation=(latest.generation if latest else 0) + 1, status="queued")
     db.session.add(autodoc)
     db.session.flush()
+    queue_signals.announce_queued()
     audit.record(by, "autodoc.regenerate", "autodoc", autodoc.id, document_id=revision.document_id,
                  title=revision.title, version=revision.version, generation=autodoc.generation)
     return autodoc

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Bundle, aliased, contains_eager, joinedload, selectinload
 
 from ..extensions import db
-from . import audit, notifications, shadow_drafts
+from . import audit, notifications, queue_signals, shadow_drafts
 from .autodoc_queue import progress_of
 from .pages import MAX_PAGE, paginate  # noqa: F401  (MAX_PAGE: re-exported; the lists here clamp to it)
 from ..models import Autodoc, Document, Retention, Revision, User, Verdict
@@ -130,6 +130,7 @@ def _queue_revision(document_id, version, title, body, saved_by):
     revision.autodocs.append(autodoc)
     db.session.add(revision)
     shadow_drafts.queue_for(autodoc)
+    queue_signals.announce_queued()  # delivered when the save commits: an idle writer claims it at once
     return revision
 
 

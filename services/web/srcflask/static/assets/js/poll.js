@@ -3,8 +3,10 @@
 // every intervalMs, doubling the wait up to maxIntervalMs while the server cannot be
 // reached (restarting, the network dropped, the session ended), until no element carries
 // it any more. `refresh(elements)` fetches and updates them and returns a promise; it
-// removes the attribute from an element whose state is final. Used by autodocs.js and
-// models.js; loaded as a file before them: the CSP allows no inline script.
+// removes the attribute from an element whose state is final. Polling starts intervalMs
+// after the page is loaded, or after the call when that is later (autodocs.js falls back
+// to it when its event stream is refused). Used by autodocs.js and models.js; loaded as a
+// file before them: the CSP allows no inline script.
 (function () {
   "use strict";
 
@@ -23,9 +25,13 @@
       });
     }
 
-    document.addEventListener("DOMContentLoaded", function () {
-      window.setTimeout(tick, intervalMs);
-    });
+    function start() { window.setTimeout(tick, intervalMs); }
+
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", start);
+    } else {
+      start();
+    }
   };
 
   // A JSON endpoint of this site, or a rejected promise when it does not answer 2xx.

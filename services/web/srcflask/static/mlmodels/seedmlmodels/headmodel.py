@@ -4,12 +4,19 @@ The model is loaded from a local folder in save_pretrained layout, once per proc
 seconds to import and the weights about 2 GB of RAM, so a second load would be pure waste. Nothing
 heavy happens at import time; tensorflow and transformers are imported inside the functions.
 `fetch_model` is the only code that talks to the Hugging Face hub (`flask writer fetch`).
+
+The writer's compiled XLA programs can be kept across restarts in XLA's persistent compilation
+cache (`use_xla_cache`): TensorFlow reads its TF_XLA_FLAGS once, when it starts, so the cache is
+set up here, in the one place that imports TensorFlow for the writer, just before that import.
 """
 import hashlib
 import json
 import logging
 import os
+import platform
+import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +34,11 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_conf
 # ONNX, Rust and Core ML weights, several GB the app would never read.
 FETCH_FILES = ("config.json", "generation_config.json", TF_WEIGHTS, *TOKENIZER_FILES)
 FETCH_HELP = "`flask writer fetch` installs one"
+# WRITER_XLA_CACHE_DIR's default: this folder beside the writer's model folder, i.e. on the
+# models volume wherever the models are kept (/models/xla-cache in production).
+XLA_CACHE_FOLDER = "xla-cache"
+XLA_CACHE_OFF = "off"
+_XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 
 
 class ModelNotInstalled(Exception):
@@ -50,20 +62,132 @@ _cache = {}
 _cache_lock = threading.Lock()
 
 
-def load_model(model_dir, *, intra_op_threads=None, inter_op_threads=None):
+def load_model(model_dir, *, intra_op_threads=None, inter_op_threads=None, xla_cache_dir=None):
     """The model in `model_dir`, loaded on the first call in this process and cached by folder.
 
     `intra_op_threads`/`inter_op_threads` set TensorFlow's thread pools (None keeps TF's default of
     one thread per core). They are process-wide and only take effect before TensorFlow's runtime
     starts, i.e. on the first load; the web app shares the machine's cores with the writer, so a
-    deployment can leave one core to the requests. Raises ModelNotInstalled when the folder is
-    missing or incomplete.
+    deployment can leave one core to the requests. `xla_cache_dir` turns on XLA's persistent
+    compilation cache there (use_xla_cache; process-wide too, first load only). Raises
+    ModelNotInstalled when the folder is missing or incomplete.
     """
     key = str(Path(model_dir).resolve())
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = _load(Path(key), intra_op_threads, inter_op_threads)
+            _cache[key] = _load(Path(key), intra_op_threads, inter_op_threads, xla_cache_dir)
         return _cache[key]
+
+
+@dataclass(frozen=True)
+class XlaCache:
+    """XLA's persistent compilation cache of this process: its folder, None when there is none
+    (`problem` then says why)."""
+
+    folder: Path | None
+    problem: str | None = None
+
+    def entries(self):
+        """The names of the compiled programs now in the folder: a compilation adds one, a
+        program loaded from the cache adds none (how the writer tells a cache hit)."""
+        if self.folder is None:
+            return frozenset()
+        try:
+            return frozenset(entry.name for entry in self.folder.iterdir() if entry.suffix == ".pb")
+        except OSError:
+            return frozenset()
+
+
+_xla_cache = XlaCache(None, "not set up in this process")
+_xla_cache_ready = False
+_xla_cache_lock = threading.Lock()
+
+
+def xla_cache_folder(setting, model_dir):
+    """The folder WRITER_XLA_CACHE_DIR names: the setting itself, None when it says "off", and
+    when empty `xla-cache` beside the model folder `model_dir` (on the models volume)."""
+    if setting == XLA_CACHE_OFF:
+        return None
+    return Path(setting) if setting else Path(model_dir).resolve().parent / XLA_CACHE_FOLDER
+
+
+def xla_cache():
+    """The XlaCache in force in this process."""
+    return _xla_cache
+
+
+def use_xla_cache(folder):
+    """Keep this process's XLA programs in a subfolder of `folder` and reuse the ones a previous
+    process left there; the XlaCache in force. Once per process (later calls return the first
+    answer): TensorFlow reads TF_XLA_FLAGS once, when it starts, so this must run before then.
+
+    An operator's own `--tf_xla_persistent_cache_directory` in TF_XLA_FLAGS wins; their other
+    flags are kept. A folder that cannot be created or written means no cache, with one warning
+    line, never a failed start: the writer then compiles on every start, as it did before.
+    """
+    global _xla_cache, _xla_cache_ready
+    with _xla_cache_lock:
+        if _xla_cache_ready:
+            return _xla_cache
+        _xla_cache_ready = True
+        flags = os.environ.get("TF_XLA_FLAGS", "")
+        operators = re.search(rf"{_XLA_CACHE_FLAG}=(\S+)", flags)
+        if operators:
+            _xla_cache = XlaCache(Path(operators.group(1)))
+        else:
+            _xla_cache = _prepare_xla_cache(Path(folder))
+        if _xla_cache.folder is None:
+            log.warning("XLA compilation cache off: %s; the writer compiles its programs on every start",
+                        _xla_cache.problem, extra={"event": "xla_cache_off", "reason": _xla_cache.problem})
+            return _xla_cache
+        if not operators:
+            os.environ["TF_XLA_FLAGS"] = f"{flags} {_XLA_CACHE_FLAG}={_xla_cache.folder}".strip()
+        late = "tensorflow" in sys.modules  # imported already: it may have read TF_XLA_FLAGS
+        log.info("XLA compilation cache in %s (%d programs)%s", _xla_cache.folder, len(_xla_cache.entries()),
+                 "; TensorFlow was imported before it was set up, so it may not apply" if late else "",
+                 extra={"event": "xla_cache", "folder": str(_xla_cache.folder), "programs": len(_xla_cache.entries()),
+                        "set_by": "TF_XLA_FLAGS" if operators else "WRITER_XLA_CACHE_DIR", "late": late})
+        return _xla_cache
+
+
+def _prepare_xla_cache(folder):
+    """The XlaCache in a subfolder of `folder` named after this machine (_machine_key), made
+    if needed and checked by writing a file into it (permissions, a read-only mount, a full
+    disk, uid 10001 in the production image); XlaCache(None, why) when that fails."""
+    target = folder / _machine_key()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        return XlaCache(None, f"cannot write to {target} ({type(error).__name__}: {error.strerror or error})")
+    return XlaCache(target)
+
+
+def _machine_key():
+    """The name of this machine's subfolder of the cache. The cached programs are machine code
+    for this CPU, made by this TensorFlow with these XLA options, and TensorFlow only logs a
+    warning when it loads one made for another CPU (an instruction this one lacks would then
+    crash the process): a models volume moved to, or shared with, other hosts gets a
+    subfolder per kind of machine. Computed without importing TensorFlow."""
+    from importlib import metadata
+
+    distributions = metadata.packages_distributions().get("tensorflow") or ["tensorflow"]
+    try:
+        tf_version = metadata.version(distributions[0])
+    except metadata.PackageNotFoundError:
+        tf_version = "unknown"
+    identity = "\n".join([_cpu_flags(), platform.machine(), tf_version, os.environ.get("XLA_FLAGS", "")])
+    return f"tf{tf_version}-{platform.machine()}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+
+
+def _cpu_flags():
+    """The CPU's feature flags (Linux), else what the platform says of the processor."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        return platform.processor()
 
 
 def forget_model(model_dir):
@@ -73,12 +197,15 @@ def forget_model(model_dir):
         _cache.pop(str(Path(model_dir).resolve()), None)
 
 
-def _load(path, intra_op_threads, inter_op_threads):
+def _load(path, intra_op_threads, inter_op_threads, xla_cache_dir):
     weights = _check_folder(path)
+    if xla_cache_dir is not None:
+        use_xla_cache(xla_cache_dir)  # before TensorFlow starts: it reads TF_XLA_FLAGS once
     started = time.perf_counter()
     with quiet_native_startup():
         import tensorflow as tf
         from transformers import GPT2Tokenizer, GPT2TokenizerFast, TFGPT2LMHeadModel
+    import_seconds = time.perf_counter() - started
 
     _configure_threads(tf, intra_op_threads, inter_op_threads)
     try:
@@ -94,13 +221,16 @@ def _load(path, intra_op_threads, inter_op_threads):
         "path": str(path),
         "weights": [weights_file.name for weights_file in weights],
         "weights_sha256": _sha256(weights),
-        "load_seconds": round(load_seconds, 2),
+        "load_seconds": round(load_seconds, 2),  # TensorFlow's import included
+        "import_seconds": round(import_seconds, 2),
         "tf_threads": {
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
         },
     }
-    log.info("loaded GPT-2 %s from %s in %.1f s", info["name"], path, load_seconds)
+    log.info("loaded GPT-2 %s from %s in %.1f s (importing TensorFlow %.1f s)", info["name"], path, load_seconds,
+             import_seconds, extra={"event": "model_loaded", "load_seconds": info["load_seconds"],
+                                    "import_seconds": info["import_seconds"]})
     return LoadedModel(tokenizer=tokenizer, model=model, info=info)
 
 

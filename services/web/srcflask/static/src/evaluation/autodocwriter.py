@@ -52,14 +52,17 @@ class Continuation:
 class AutodocWriter:
     """Writes continuations for batches of prompts with one loaded GPT-2.
 
-    Calls to `write` and `warm_up` are serialised by a lock: the compiled programs and TensorFlow's
-    thread pools are meant for one writer thread at a time, and parallel calls would only fight over
-    the same cores. TensorFlow's thread counts are process-wide and set when the model is loaded
-    (load_model's intra_op_threads/inter_op_threads).
+    Calls to `write` are serialised by a lock: the compiled programs and TensorFlow's thread pools
+    are meant for one writer thread at a time, and parallel calls would only fight over the same
+    cores. Compilations are serialised by another lock, so that `warm_up` can compile the larger
+    sizes in a thread of its own while `write` already writes with the smaller ones. TensorFlow's
+    thread counts are process-wide and set when the model is loaded (load_model's
+    intra_op_threads/inter_op_threads).
 
     `batch_sizes` are the batch shapes warm_up compiles (each costs seconds of compilation and some
-    memory); `write` drains its prompts in batches of the largest and pads the last batch up to the
-    smallest size that holds it.
+    memory); `write` drains its prompts in batches of the largest size compiled so far and pads the
+    last batch up to the smallest compiled size that holds it: with only batch size 1 compiled, 3
+    prompts go as 1 + 1 + 1.
     """
 
     def __init__(self, loaded_model, max_new_tokens=60, context_tokens=64, num_beams=5,
@@ -104,15 +107,61 @@ class AutodocWriter:
         }
         self._tf = tf
         self._lock = threading.Lock()
-        # One trace and one XLA compilation per input shape, i.e. per batch size.
-        self._search = tf.function(self._beam_search, jit_compile=True)
+        # Tracing walks the model's Keras layers in Python: one size is traced and compiled at a time.
+        self._compile_lock = threading.Lock()
+        # One trace and one XLA compilation per input shape, i.e. per batch size: a tf.function of
+        # its own per size, so that one size can be compiled (warm_up in another thread) while
+        # write runs another. Without AutoGraph: the search's loop is an explicit tf.while_loop and
+        # no Python branch looks at a tensor, so AutoGraph's rewriting of the source of every
+        # function it reaches (the model's Keras layers included) would only add its cost, most
+        # of the first trace's several seconds on every start (bench/cold_start.py --profile).
+        self._programs = {size: tf.function(self._beam_search, jit_compile=True, autograph=False)
+                          for size in self.batch_sizes}
+        # The sizes compiled so far, ascending: once there is one, write uses only these.
+        self.compiled_sizes = ()
+        self._step_products = _StepProducts(model, _WEIGHT_PARTS, _LOGIT_PARTS)
 
-    def warm_up(self):
-        """Compile the program for every batch size now (seconds each), not on the first real batch."""
-        with self._lock:
+    def warm_up(self, sizes=None):
+        """Compile the programs of `sizes` (default: every batch size), smallest first, now rather
+        than on a real batch: per size one trace, one XLA compilation (or a load from XLA's
+        persistent cache) and one run. Sizes already compiled are skipped. It may run in another
+        thread while write runs: write never waits for it and uses each size once it is compiled."""
+        sizes = self.batch_sizes if sizes is None else tuple(sorted(set(sizes)))
+        unknown = set(sizes) - set(self.batch_sizes)
+        if unknown:
+            raise ValueError(f"batch sizes {sorted(unknown)} are not among this writer's {self.batch_sizes}")
+        for size in sizes:
+            self._run(size, *self._pad([(self._pad_id,)] * size, size))
+
+    def trace(self):
+        """Trace the program of every batch size now, without compiling or running it. A traced
+        program's name, part of its key in XLA's persistent cache, carries a number from a counter
+        TensorFlow shares across the process (the tensors `write` makes move it on): traced in a
+        fixed order before any writing, each size gets the same key in every process, so a size
+        compiled later, while the writer writes, is still found in the cache."""
+        with self._compile_lock:
             for size in self.batch_sizes:
-                ids, mask = self._pad([(self._pad_id,)] * size, size)
-                self._search(ids, mask).numpy()
+                self._programs[size].get_concrete_function(*self._pad([(self._pad_id,)] * size, size))
+
+    def batch_limit(self, wanted):
+        """How many prompts to hand write at once: `wanted`, but while larger sizes are still being
+        compiled no more than the largest compiled one (more would go as several batches of that
+        size, one after another, when a larger program may be ready by the next batch)."""
+        compiled = self.compiled_sizes
+        if compiled and compiled[-1] < self.batch_sizes[-1]:
+            return min(wanted, compiled[-1])
+        return wanted
+
+    def _run(self, size, ids, mask):
+        """The program of batch size `size` on a padded batch; the first call of a size traces and
+        compiles it, under the compile lock, and marks it compiled."""
+        if size not in self.compiled_sizes:
+            with self._compile_lock:
+                if size not in self.compiled_sizes:  # not compiled by another thread meanwhile
+                    generated = self._programs[size](ids, mask).numpy()
+                    self.compiled_sizes = tuple(sorted({*self.compiled_sizes, size}))
+                    return generated
+        return self._programs[size](ids, mask).numpy()
 
     def write(self, prompts):
         """One Continuation per prompt, in order. Prompts are Prompt objects (see doctokenization)."""
@@ -122,10 +171,13 @@ class AutodocWriter:
                 raise ValueError(f"a prompt must have 1 to {self.context_tokens} tokens, not {len(token_ids)}")
         results = []
         with self._lock:
-            for begin in range(0, len(token_lists), self.batch_sizes[-1]):
-                chunk = token_lists[begin:begin + self.batch_sizes[-1]]
-                size = next(size for size in self.batch_sizes if size >= len(chunk))
-                generated = self._search(*self._pad(chunk, size)).numpy()
+            # Only compiled sizes, so that a batch never waits for a compilation (a writer never
+            # warmed up compiles each size on its first batch, as a plain tf.function would).
+            sizes = self.compiled_sizes or self.batch_sizes
+            for begin in range(0, len(token_lists), sizes[-1]):
+                chunk = token_lists[begin:begin + sizes[-1]]
+                size = next(size for size in sizes if size >= len(chunk))
+                generated = self._run(size, *self._pad(chunk, size))
                 results.extend(self._continuation(row) for row in generated[:len(chunk)])
         return results
 
@@ -210,7 +262,7 @@ class AutodocWriter:
 
     def _logits(self, hidden):
         """The LM head: GPT-2 ties it to the token embeddings."""
-        return self._tf.matmul(hidden, self.loaded.model.transformer.wte.embeddings, transpose_b=True)
+        return self._step_products.logits(hidden)
 
     def _decode(self, state, real_len, prompt_cache, prompt_bias):
         """Feed each beam its last token: the logits (batch, beams, vocab) for the next one, and the
@@ -232,12 +284,13 @@ class AutodocWriter:
         gen_bias = tf.where(tf.range(new_tokens) <= step, 0.0, _NEG)[None, None, None, :]
         scale = tf.math.sqrt(tf.cast(head_dim, tf.float32))
         new_cache = []
-        for block, layer_prompt, (keys, values) in zip(transformer.h, prompt_cache, state["cache"]):
+        products = self._step_products
+        for layer, (block, layer_prompt, (keys, values)) in enumerate(zip(transformer.h, prompt_cache, state["cache"])):
             a = block.ln_1(x)
             # (batch*beams, 1, 3*embd) -> 3 x (batch, heads, beams, head_dim): head-major, like the
             # caches, so every product below is a plain batched matmul over (batch, heads).
             query, key, value = (tf.transpose(tf.reshape(t, (batch, beams, heads, head_dim)), [0, 2, 1, 3])
-                                 for t in tf.split(block.attn.c_attn(a), 3, axis=2))
+                                 for t in tf.split(products.dense(a, layer, "attention"), 3, axis=2))
             keys = _write_step(keys, key, step)
             values = _write_step(values, value, step)
             new_cache.append((keys, values))
@@ -251,8 +304,9 @@ class AutodocWriter:
             attended = (tf.matmul(weights[..., :prompt_len], prompt_values)
                         + tf.matmul(weights[..., prompt_len:][:, :, :, None, :], values)[:, :, :, 0, :])
             attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), (batch * beams, 1, heads * head_dim))
-            x = x + block.attn.c_proj(attended)
-            x = x + block.mlp(block.ln_2(x), training=False)
+            x = x + products.dense(attended, layer, "attention_projection")
+            x = x + products.dense(block.mlp.act(products.dense(block.ln_2(x), layer, "expansion")), layer,
+                                   "mlp_projection")
         hidden = transformer.ln_f(x)
         return tf.reshape(self._logits(tf.reshape(hidden, (batch * beams, -1))), (batch, beams, -1)), new_cache
 
@@ -302,6 +356,63 @@ class AutodocWriter:
             "cache": [(tf.gather(keys, parents, axis=2, batch_dims=1), tf.gather(values, parents, axis=2, batch_dims=1))
                       for keys, values in state["cache"]],
         }
+
+
+# How the decode step's weight products are laid out: each block's matrices (and the tied output
+# projection) as this many column blocks, copied once at load (~500 MB more for GPT-2-small). With
+# 5 beams a step multiplies a few rows by every weight matrix, so its time goes into reading the
+# weights, and XLA runs independent products of column blocks on both cores at once: 4 blocks
+# made a step 11% faster at batch 1 and 12% at batch 8 than the model's own matrices
+# (bench/writer_profile.py, "Where a decode step goes"). 1 uses the model's variables, no copy.
+_WEIGHT_PARTS = 4
+_LOGIT_PARTS = 4
+
+
+class _StepProducts:
+    """The decode step's weight products, x @ W + b per block and the tied output projection, over
+    weights split into column blocks (see _WEIGHT_PARTS). Splitting the columns leaves every output
+    element the same sum over the same inputs, so the tokens do not change (tests check them
+    against eager generate)."""
+
+    _LAYERS = {"attention": ("attn", "c_attn"), "attention_projection": ("attn", "c_proj"),
+               "expansion": ("mlp", "c_fc"), "mlp_projection": ("mlp", "c_proj")}
+
+    def __init__(self, model, weight_parts, logit_parts):
+        import tensorflow as tf
+
+        self._tf = tf
+        transformer = model.transformer
+        self._blocks = []
+        for block in transformer.h:
+            layers = {name: getattr(getattr(block, owner), attribute) for name, (owner, attribute) in self._LAYERS.items()}
+            self._blocks.append({name: (self._columns(layer.weight, weight_parts, axis=1), layer.bias)
+                                 for name, layer in layers.items()})
+        # The embeddings are (vocab, embd): the output projection's column blocks are their row blocks.
+        self._embeddings = self._columns(transformer.wte.embeddings, logit_parts, axis=0)
+
+    def dense(self, x, layer, name):
+        """(..., in) -> (..., out): what the block's Conv1D `name` computes."""
+        parts, bias = self._blocks[layer][name]
+        product = self._products(self._tf.reshape(x, (-1, x.shape[-1])), parts, transpose=False)
+        return self._tf.reshape(product + bias, (*x.shape[:-1], product.shape[-1]))
+
+    def logits(self, hidden):
+        return self._products(hidden, self._embeddings, transpose=True)
+
+    def _products(self, x, parts, transpose):
+        products = [self._tf.matmul(x, part, transpose_b=transpose) for part in parts]
+        return self._tf.concat(products, axis=-1) if len(products) > 1 else products[0]
+
+    def _columns(self, weight, parts, axis):
+        """`weight` itself (parts == 1: no copy), or a copy as `parts` contiguous constants along `axis`."""
+        if parts == 1:
+            return [weight]
+        tf = self._tf
+        return [tf.constant(part) for part in tf.split(weight, _even_splits(weight.shape[axis], parts), axis=axis)]
+
+
+def _even_splits(length, parts):
+    return [length // parts + (1 if index < length % parts else 0) for index in range(parts)]
 
 
 def _write_step(cache, entry, step):
