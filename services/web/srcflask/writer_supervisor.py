@@ -32,7 +32,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -155,6 +154,30 @@ def writer_command(app_uri, niceness, report_path):
     return ["nice", "-n", str(niceness), *command] if niceness else command
 
 
+class _Spawned:
+    """The writer process as the supervisor knows it: its pid, and its exit code once it ended."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+
+def _spawn(command):
+    """Start `command` (found on PATH) with the master's environment and standard streams and
+    none of its other file descriptors (its listening socket, the workers' pipes).
+
+    Not subprocess.Popen: it waits, after forking, for the child's exec to close a pipe, and a
+    gunicorn worker forked by the master's main thread in that moment inherits the pipe and
+    keeps it open for its whole life, so the supervisor thread would wait forever (seen when
+    the workers boot right after when_ready started the writer). posix_spawn reports a failed
+    exec without a pipe. Closing a descriptor that is not open is not an error for it (glibc),
+    so the range up to the highest one open now is closed."""
+    highest = max((int(name) for name in os.listdir("/proc/self/fd")), default=2) if os.path.isdir("/proc/self/fd") \
+        else os.sysconf("SC_OPEN_MAX")
+    closes = [(os.POSIX_SPAWN_CLOSE, descriptor) for descriptor in range(3, highest + 1)]
+    return _Spawned(os.posix_spawnp(command[0], command, os.environ, file_actions=closes, setsigmask=()))
+
+
 def describe_exit(status):
     """A waitpid status in words: "killed by SIGKILL (out of memory?)", "exited with status 1"."""
     if os.WIFSIGNALED(status):
@@ -263,7 +286,7 @@ class WriterSupervisor:
         while not self.stopping:
             started = time.monotonic()
             try:
-                child = self._child = subprocess.Popen(command)
+                child = self._child = _spawn(command)
             except OSError as error:  # no process could be made (out of memory, a missing program)
                 pid, reason = None, f"the writer process could not start: {error}"
             else:

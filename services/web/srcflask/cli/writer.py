@@ -1,4 +1,5 @@
 """`flask writer run | status | fetch`: the same writer as the app's threads, as a command."""
+import logging
 import os
 import signal
 import sys
@@ -57,6 +58,11 @@ def run(threads, until_idle, report_to, stop_with_parent):
             time.sleep(1)
     except KeyboardInterrupt:
         writer_runtime.stop()
+    # A stopped writer leaves at once, without the interpreter's shutdown: TensorFlow's own
+    # threads (an XLA compile of a larger batch size still in flight, its pools) crash it
+    # (SIGSEGV), and by now every job of this writer is written or given back.
+    logging.shutdown()
+    os._exit(0)
 
 
 @writer.command("status")
