@@ -127,11 +127,10 @@ def post_worker_init(worker):
     the writer process, point this worker's writer state at that process's report."""
     from srcflask import metrics
     from srcflask.mailer import mail_sender
-    from srcflask.writer import writer_runtime
     from srcflask.writer_supervisor import REPORT_ENV, WriterBeside
 
     if worker.wsgi.config["WRITER_IN_PROCESS"]:
-        writer_runtime.beside = WriterBeside(os.environ[REPORT_ENV])
+        worker.wsgi.extensions["writer"] = WriterBeside(os.environ[REPORT_ENV])
     metrics.start_sampler(worker.wsgi)
     if worker.wsgi.config["MAIL_IN_PROCESS"]:
         mail_sender.start(worker.wsgi)

@@ -6,7 +6,7 @@
 Target (issue 17): the first autodoc within 25 s of a restart on a warm cache.
 
 Each start is a fresh `flask writer run` process with production's settings (tests/prodstack.py's
-production_env: .env.prod, WRITER_NICE 10, JSON log), the random GPT-2-small of
+production_env: .env.prod, production's WRITER_NICE, JSON log), the random GPT-2-small of
 bench/writer_bench.py (--model-dir keeps it between runs), a throwaway PostgreSQL database, and
 XLA's persistent compilation cache in a folder of its own (WRITER_XLA_CACHE_DIR): emptied before
 the "empty" starts, left as the previous start filled it for the "warm" ones. Before each start
@@ -153,11 +153,11 @@ def profile(model_dir, cache_dir, sizes):
         program = writer._programs[size]
         timings = {}
         clock = time.perf_counter()
-        program.get_concrete_function(ids, mask)
+        program.get_concrete_function(ids, mask, writer._all_steps)
         timings["trace"] = time.perf_counter() - clock
         for call in ("first_call", "second_call"):
             clock = time.perf_counter()
-            program(ids, mask).numpy()
+            program(ids, mask, writer._all_steps).numpy()
             timings[call] = time.perf_counter() - clock
         result["sizes"][str(size)] = timings
     result["total"] = time.perf_counter() - started
@@ -230,7 +230,7 @@ def render(runs, profiles, model_label):
         "",
         f"Written by `bench/cold_start.py` on {when}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, {model_label}; 40-token prompts, 60 new tokens, 5 beams. Each row is a fresh "
-        "`flask writer run` with production's settings (WRITER_NICE 10), the autodocs queued before it started; "
+        "`flask writer run` with production's settings (WRITER_NICE 7), the autodocs queued before it started; "
         "seconds from the process's start.",
         "",
         "| XLA cache | queued | startup | import TF | load | trace 1/4/8 | batch 1 (compile+run) | first write "

@@ -538,11 +538,15 @@ def finish_queue(database_url):
 
 def recount_awaiting_reviews(cursor):
     """Bring each document's kept count of autodocs awaiting review (retentions.awaiting_review)
-    in line with the autodocs and verdicts written here in bulk, with the app's own statement."""
+    in line with the autodocs and verdicts written here in bulk, with the app's own statement.
+    The tables are analysed first: rows just copied in have no statistics, and the planner,
+    taking the tables for nearly empty, ran the statement's subquery as scans of whole tables
+    for each of 100,000 documents (hours; seconds once analysed)."""
     from sqlalchemy.dialects import postgresql
 
     from srcflask.services.reviews import recount_awaiting_reviews_statement
 
+    cursor.execute("ANALYZE retentions, revisions, autodocs, verdicts")
     cursor.execute(str(recount_awaiting_reviews_statement().compile(
         dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})))
 

@@ -983,13 +983,13 @@ def main():
         write_results(report)
 
 
-# Production's layout (.env.prod: 2 workers x 4 threads, the writer process at WRITER_NICE 10)
-# and the same at lower niceness (the writer's share of the cores against the pages: nice 7 gives
-# its two TensorFlow threads the weight the two writers of "2x4,writer=thread" had together);
+# Production's layout (.env.prod: 2 workers x 4 threads, the writer process at WRITER_NICE 7) and
+# the same at other niceness (the writer's share of the cores against the pages: nice 7 gives its
+# two TensorFlow threads the weight the two writers of "2x4,writer=thread" had together);
 # then the layouts it replaced or was weighed against: a writer inside the one worker
 # (production until issue 17), one inside each of two workers (two models), one inside one of
 # two workers.
-DEFAULT_CONFIGS = ("2x4", "2x4,nice=7", "2x4,nice=4", "1x8,writer=thread", "2x4,writer=thread", "2x4,writer=elected")
+DEFAULT_CONFIGS = ("2x4", "2x4,nice=10", "2x4,nice=4", "1x8,writer=thread", "2x4,writer=thread", "2x4,writer=elected")
 
 
 def _counts(generated):

@@ -34,7 +34,7 @@ def post_worker_init(worker):
     if _LAYOUT == "thread" or _elected():
         writer_runtime.start(worker.wsgi)
     else:  # a report that never comes: no writer threads here, not even on a first request
-        writer_runtime.beside = WriterBeside(os.environ["BENCH_WRITER_LOCK"] + ".no-report")
+        worker.wsgi.extensions["writer"] = WriterBeside(os.environ["BENCH_WRITER_LOCK"] + ".no-report")
     metrics.start_sampler(worker.wsgi)
     if worker.wsgi.config["MAIL_IN_PROCESS"]:
         mail_sender.start(worker.wsgi)

@@ -304,8 +304,9 @@ class Settings(BaseSettings):
     # once): below gunicorn's graceful_timeout (30 s), so a stopping worker is never held longer
     # by a stream than by a page, and below nginx's proxy_read_timeout for the route.
     SSE_STREAM_SECONDS: float = Field(25.0, gt=0, le=600)
-    # A comment line sent on a quiet stream this often: proxies keep the connection, and a page
-    # that was closed is noticed (its thread and its place freed) at the next one.
+    # A comment line sent on a quiet stream this often, so that proxies keep the connection. A
+    # page that was closed is noticed within a quarter of a second under gunicorn and `flask
+    # run` (the stream watches its socket); elsewhere at the next keep-alive.
     SSE_KEEPALIVE_SECONDS: float = Field(5.0, gt=0, le=300)
 
 
@@ -341,7 +342,10 @@ class ProductionSettings(Settings):
 
     DATABASE_URL: str | None = None
     MAIL_BACKEND: Literal["log", "smtp", "locmem"] = "smtp"
-    WRITER_NICE: int = Field(10, ge=0, le=19)
+    # The writer process's niceness against the pages: 7 keeps its 20 autodocs a minute while
+    # eight connections load the pages (10 gave 13 a minute, pages no faster within the noise:
+    # bench/load.py, 2026-12-04 20:59 UTC, README "Pages while the writer works").
+    WRITER_NICE: int = Field(7, ge=0, le=19)
     LOG_FORMAT: Literal["json", "text"] = "json"
 
     @field_validator("SECRET_KEY")

@@ -172,19 +172,20 @@ def process_figures(app, runs_writer):
     meant to run (a web process of the scaled set-up, WRITER_IN_PROCESS=0, would otherwise
     report a dead writer forever), the pool's where the pool counts its connections."""
     from .extensions import db
-    from .writer import writer_runtime
+    from .writer import server_writer
 
+    writer = server_writer(app)
     figures = {}
     with app.app_context():
         pool = db.engine.pool
     if hasattr(pool, "checkedout"):  # QueuePool (PostgreSQL); SQLite's pools do not count
         figures.update(srcflask_database_pool_in_use=pool.checkedout(), srcflask_database_pool_size=pool.size())
-    info = writer_runtime.loaded_info
+    info = writer.loaded_info
     figures["srcflask_writer_model_loaded"] = 1 if info else 0
     if info:
         figures["srcflask_writer_model_load_seconds"] = info["load_seconds"]
     if runs_writer:
-        figures["srcflask_writer_alive"] = 1 if writer_runtime.alive else 0
+        figures["srcflask_writer_alive"] = 1 if writer.alive else 0
     return figures
 
 

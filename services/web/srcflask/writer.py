@@ -105,29 +105,23 @@ class WriterRuntime:
         # {writer thread's name: why its last round failed}; a round that goes through
         # removes its thread's entry.
         self.failures = {}
-        # In a gunicorn page worker whose server runs its writer in a process beside it
-        # (writer_supervisor.WriterBeside, set by gunicorn.conf.py): this process starts no
-        # writer threads and reports that process's writer instead.
-        self.beside = None
 
     def init_app(self, app):
         app.extensions["writer"] = self
         self._app = app
-        app.add_template_global(self.problem, "writer_problem")
+        app.add_template_global(lambda: server_writer().problem(), "writer_problem")
         if app.config["WRITER_IN_PROCESS"]:
             # Started with the server by gunicorn's post_worker_init (production and the
             # quick start, scripts/run); under `flask run` (docker-compose.yml's development
             # server), which has no such hook, as soon as the app is made for serving; else by
             # the first request. Never by other CLI commands: `flask db upgrade` stays light.
-            app.before_request(lambda: self.start(app))
+            app.before_request(lambda: self._start_on_request(app))
             if _serving_with_flask_run():
                 self.start(app)
 
     def problem(self):
         """What keeps autodocs from being written, in words for the pages; None when the
         writer has (or can load) a model. Cheap: a file check, no loading, no query."""
-        if self.beside is not None:
-            return self.beside.problem()
         if self.failure:
             return f"The writer failed: {self.failure}. It retries by itself; autodocs wait in the queue."
         if self.refused:
@@ -146,8 +140,6 @@ class WriterRuntime:
         failed, refused (the active model's files do not match their hashes), loaded,
         unavailable, loading or not running, and what goes with it}. No query: the Models page
         shows a refusal by writers elsewhere (models.integrity_error)."""
-        if self.beside is not None:
-            return self.beside.state()
         if not current_app.config["WRITER_IN_PROCESS"]:
             return {"state": "elsewhere", "detail": NO_WRITER_HERE}
         if self.failure:
@@ -170,8 +162,6 @@ class WriterRuntime:
     @property
     def loaded_info(self):
         """What identifies the loaded model (name, load_seconds ...), None before it is loaded."""
-        if self.beside is not None:
-            return self.beside.loaded_info
         current = self._current
         return current.writer.loaded.info if current is not None else None
 
@@ -187,14 +177,11 @@ class WriterRuntime:
     @property
     def alive(self):
         """This process's writer threads run and none is failing."""
-        if self.beside is not None:
-            return self.beside.alive
         return self.running and not self.failures
 
     def start(self, app, threads=None):
-        """Start the writer threads once per process (idempotent, cheap when running); never
-        where the writer runs in a process beside this one."""
-        if self._threads or self.beside is not None:
+        """Start the writer threads once per process (idempotent, cheap when running)."""
+        if self._threads:
             return
         with self._lock:
             if self._threads:
@@ -204,6 +191,12 @@ class WriterRuntime:
                 thread = threading.Thread(target=self.run, args=(app,), name=f"writer-{number}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
+
+    def _start_on_request(self, app):
+        """A request starts the writer threads, except in a page worker whose server runs the
+        writer in a process beside it (server_writer)."""
+        if server_writer(app) is self:
+            self.start(app)
 
     def stop(self, timeout=30):
         self._stop.set()
@@ -743,3 +736,12 @@ def _record_integrity(model_id, error):
 
 
 writer_runtime = WriterRuntime()
+
+
+def server_writer(app=None):
+    """The writer this process speaks for (its state on /readyz, the dashboard, the metrics and
+    the pages' warning): its own writer_runtime, or, in a gunicorn page worker whose server runs
+    the writer in a process beside it, that process as its report shows it
+    (writer_supervisor.WriterBeside, put in its place by gunicorn.conf.py). Both answer
+    state(), problem(), alive and loaded_info."""
+    return (app or current_app).extensions["writer"]

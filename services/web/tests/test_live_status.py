@@ -17,7 +17,8 @@ from srcflask.static.data.processeddata.models import Autodoc, Revision
 from srcflask.writer import WriterRuntime
 
 from .conftest import SERVER_URL
-from .factories import make_document, make_user
+from .factories import DEFAULT_PASSWORD, make_document, make_user
+from .livehttp import live_http, live_http_server  # noqa: F401  (fixtures)
 from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
 # Far beyond every bound below: only a wake-up can make the writer claim within them.
@@ -242,6 +243,26 @@ def test_over_the_cap_the_page_is_told_to_poll(app, monkeypatch, sponsor_with_au
         first.close()
     # The closed stream's place is free again.
     assert browser.get(events_url(autodoc_id), buffered=False).status_code == 200
+
+
+def test_a_closed_page_gives_its_place_back_before_any_keep_alive(app, monkeypatch, listening, live_http):  # noqa: F811
+    """Over real HTTP (the test client has no socket to close): the page reads the stream's
+    first line and goes; its place is free again long before a keep-alive write (here an
+    hour away) could have shown the server that nobody reads."""
+    monkeypatch.setitem(app.config, "SSE_KEEPALIVE_SECONDS", 3600)
+    monkeypatch.setitem(app.config, "SSE_STREAM_SECONDS", 3600)
+    with app.app_context():
+        sponsor, editor = make_user("sponsor"), make_user("editor")
+        autodoc_id = latest_autodoc_id(make_document(sponsor, editor))
+        email = sponsor.email
+    browser = live_http.browser().login(email, DEFAULT_PASSWORD)
+    open_streams = listener.open_streams
+    response = browser.session.get(live_http.url + events_url(autodoc_id), stream=True, timeout=EVENT_BOUND_SECONDS)
+    assert response.status_code == 200
+    assert next(response.iter_content(chunk_size=None)) == b"retry: 500\n\n"
+    assert listener.open_streams == open_streams + 1
+    response.close()
+    until(lambda: listener.open_streams == open_streams, EVENT_BOUND_SECONDS, "the closed page's place coming back")
 
 
 def test_a_stream_ends_after_its_lifetime_with_keep_alives_meanwhile(app, monkeypatch, sponsor_with_autodoc):

@@ -457,11 +457,9 @@ STREAMER = {"name": "Lee Streamer", "email": "lee@example.org", "role": "sponsor
 STREAM_EDITOR = {"name": "Ivo Editor", "email": "ivo@example.org", "role": "editor", "organization": ""}
 
 
-def test_the_event_stream_passes_nginx_unbuffered(stack):
-    """Each event reaches the browser when gunicorn writes it: the test reads the stream's
-    first line through nginx before anything else happens, then makes the event. A buffering
-    proxy would hold the first line until the stream ends (SSE_STREAM_SECONDS), and the event,
-    sent after, would never arrive on that stream."""
+@pytest.fixture(scope="module")
+def streamer(stack):
+    """A logged-in sponsor's session and the autodoc of the document it just saved."""
     sign_up(stack, STREAMER)
     sign_up(stack, STREAM_EDITOR)
     admin = log_in(stack, ADMIN["ADMIN_EMAIL"])
@@ -473,8 +471,15 @@ def test_the_event_stream_passes_nginx_unbuffered(stack):
     response = post_form(sponsor, stack.https, "/sponsor/documents/new",
                          {"title": "Streamed", "body": "The committee reviewed the budget and", "editor": editor_id})
     document_id = int(re.fullmatch(r"/sponsor/documents/(\d+)", response.headers["Location"]).group(1))
-    autodoc_id = autodoc_row(stack.database_url, document_id).id
+    return sponsor, autodoc_row(stack.database_url, document_id).id
 
+
+def test_the_event_stream_passes_nginx_unbuffered(stack, streamer):
+    """Each event reaches the browser when gunicorn writes it: the test reads the stream's
+    first line through nginx before anything else happens, then makes the event. A buffering
+    proxy would hold the first line until the stream ends (SSE_STREAM_SECONDS), and the event,
+    sent after, would never arrive on that stream."""
+    sponsor, autodoc_id = streamer
     with sponsor.get(f"{stack.https}/autodocs/events?id={autodoc_id}", stream=True, timeout=(5, 60),
                      headers={"Accept-Encoding": "gzip"}) as stream:
         assert stream.status_code == 200, stack.logs()
@@ -495,3 +500,22 @@ def test_the_event_stream_passes_nginx_unbuffered(stack):
                 break
         else:
             raise AssertionError(f"the stream ended without the event: {received!r}\n{stack.logs()}")
+
+
+def test_a_closed_page_gives_its_stream_back_through_nginx(stack, streamer):
+    """Pages opened and closed one after another, more of them than production's places for
+    streams (.env.prod: 2 workers x half of 4 threads), faster than a keep-alive (5 s): each
+    gets a stream, because nginx closes its connection to gunicorn when the page's goes, and
+    the stream notices that at once instead of at its next keep-alive write."""
+    sponsor, autodoc_id = streamer
+    places = 2 * (4 // 2)
+    opened = []
+    for page in range(2 * places + 1):
+        opened.append(time.monotonic())
+        with sponsor.get(f"{stack.https}/autodocs/events?id={autodoc_id}", stream=True, timeout=(5, 60)) as stream:
+            assert stream.status_code == 200, f"page {page} was refused: {stream.text}\n{stack.logs()}"
+            assert next(stream.iter_content(chunk_size=None, decode_unicode=True)) == "retry: 500\n\n"
+        # The server takes the place back in its own time (a quarter of a second).
+        time.sleep(0.3)
+    # Otherwise keep-alives could have freed the places, and this would show nothing.
+    assert opened[places] - opened[0] < 5, "the machine is too slow for this test to mean anything"

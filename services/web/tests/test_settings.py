@@ -79,7 +79,7 @@ def test_production_refuses_to_run_on_the_sqlite_fallback(environment):
 def test_production_with_its_own_secrets_starts_with_its_defaults(environment):
     environment(SRCFLASK_ENV="production", **GOOD_PRODUCTION)
     settings = load_settings()
-    assert (settings.WRITER_NICE, settings.LOG_FORMAT) == (10, "json")
+    assert (settings.WRITER_NICE, settings.LOG_FORMAT) == (7, "json")
     environment(WRITER_NICE="5", LOG_FORMAT="text")
     assert (load_settings().WRITER_NICE, load_settings().LOG_FORMAT) == (5, "text")
 

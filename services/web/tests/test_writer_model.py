@@ -196,6 +196,16 @@ def test_writer_equals_eager_generate_in_padded_batches(writer, prompts, referen
 
 
 @pytest.mark.slow
+def test_a_warm_up_run_stops_after_the_first_token(writer, loaded, prompts, reference):
+    """warm_up compiles each size by running its program, which it stops after the first token
+    (a whole continuation there was seconds per size of every start, spent on nothing)."""
+    assert len(reference[0]) == NEW_TOKENS  # the whole search writes every token of this prompt
+    generated = writer._run(1, *writer._pad([prompts[0].token_ids], 1), writer._no_steps)[0].tolist()
+    eos = loaded.tokenizer.eos_token_id
+    assert generated[0] != eos and generated[1:] == [eos] * (NEW_TOKENS - 1)
+
+
+@pytest.mark.slow
 def test_continuations_are_text_of_their_tokens(writer, tokenizer, prompts):
     for continuation in writer.write(prompts[:4]):
         assert isinstance(continuation, Continuation)

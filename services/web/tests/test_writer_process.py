@@ -147,7 +147,7 @@ def test_the_master_runs_one_writer_process_beside_the_page_workers(server):
     workers = gunicorn_workers(master)
     assert len(workers) == int(PRODUCTION["GUNICORN_WORKERS"]) > 1
     assert children(master) == workers | {writer}, "one writer process, whatever the number of workers"
-    assert stat(writer) == (master, 10), "the master's child, at production's WRITER_NICE"
+    assert stat(writer) == (master, 7), "the master's child, at production's WRITER_NICE"
     # One model in memory: TensorFlow is loaded in the writer process and in no page worker.
     assert uses_tensorflow(writer) and not any(uses_tensorflow(worker) for worker in workers)
     assert len(log_events(server.web.output(), "writer_ready")) == 1

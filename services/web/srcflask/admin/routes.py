@@ -22,7 +22,7 @@ from ..services.documents import (
 )
 from ..services.export import streamed_download
 from ..services.pages import paginate
-from ..writer import writer_runtime
+from ..writer import server_writer
 from . import bp
 from .forms import AuditFilterForm, DecisionForm, EraseForm, RoleForm, UserFilterForm
 
@@ -31,7 +31,7 @@ from .forms import AuditFilterForm, DecisionForm, EraseForm, RoleForm, UserFilte
 def dashboard():
     return render_template("admin/dashboard.html", counts=users.overview(), failures=autodoc_queue.recent_failures(),
                            seconds_per_autodoc=autodoc_queue.recent_seconds_per_autodoc(),
-                           queue_by_sponsor=autodoc_queue.queue_by_sponsor(), writer_state=writer_runtime.state())
+                           queue_by_sponsor=autodoc_queue.queue_by_sponsor(), writer_state=server_writer().state())
 
 
 @bp.post("/autodocs/<id:autodoc_id>/regenerate")

@@ -8,10 +8,14 @@ autodoc's state from main.autodoc_status, which renders it and checks access as 
 What a stream costs: under gunicorn's gthread workers an open stream holds one of the
 process's request threads (GUNICORN_THREADS) for its whole life, although it holds no
 database connection and uses no CPU while quiet. So at most SSE_MAX_STREAMS are open per
-process (over that: 503 with Retry-After, and the page polls as before), each ends after
-SSE_STREAM_SECONDS (the browser opens the next one) and sends a comment every
-SSE_KEEPALIVE_SECONDS while quiet.
+process (over that: 503 with Retry-After, and the page polls until it tries again), each
+ends after SSE_STREAM_SECONDS (the browser opens the next one) and sends a comment every
+SSE_KEEPALIVE_SECONDS while quiet. A page closed gives its thread and its place back within
+a quarter of a second: the stream watches its socket (nginx closes its connection to
+gunicorn when the browser's goes).
 """
+import socket
+
 from flask import Response, current_app, jsonify, request
 from flask_login import current_user
 
@@ -22,6 +26,25 @@ from . import bp
 
 # A page shows at most a history page's autodocs (20 revisions, a badge and a detail each).
 MAX_AUTODOCS_PER_STREAM = 50
+
+
+def client_socket(environ):
+    """The connection the response is written to, where the server exposes it (gunicorn,
+    werkzeug's development server); None elsewhere (the test client)."""
+    return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+
+
+def closed_by_peer(connection):
+    """Whether the other end closed `connection`: a peek that neither waits nor takes
+    anything, so a request the client may send next is left for the server to read. A TLS
+    socket (gunicorn serving TLS itself) cannot peek: it counts as open, and a closed page is
+    noticed at the next keep-alive as without this."""
+    try:
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError, ValueError):
+        return False
+    except OSError:  # reset by the peer, or already shut
+        return True
 
 
 def max_streams(config):
@@ -59,7 +82,9 @@ def autodoc_events():
         response = jsonify(error="Too many live pages on this server right now; this page polls instead.")
         response.headers["Retry-After"] = str(round(config["SSE_STREAM_SECONDS"]))
         return response, 503
-    stream = event_stream(subscription, config["SSE_STREAM_SECONDS"], config["SSE_KEEPALIVE_SECONDS"])
+    connection = client_socket(request.environ)
+    stream = event_stream(subscription, config["SSE_STREAM_SECONDS"], config["SSE_KEEPALIVE_SECONDS"],
+                          client_gone=None if connection is None else lambda: closed_by_peer(connection))
     # No request context is kept for the stream: its database connection goes back to the
     # pool when this view returns. X-Accel-Buffering: nginx passes each event on at once.
     return Response(stream, mimetype="text/event-stream",

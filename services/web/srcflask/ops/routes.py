@@ -9,7 +9,7 @@ from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from .. import metrics as app_metrics
 from ..extensions import db
-from ..writer import writer_runtime
+from ..writer import server_writer
 from . import bp
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def readyz():
     database, migrations = _schema_state()
     ready = database["ok"] and migrations["ok"]
     body = {"status": "ready" if ready else "not ready", "database": database, "migrations": migrations,
-            "writer": writer_runtime.state()}
+            "writer": server_writer().state()}
     return _no_store(jsonify(body)), 200 if ready else 503
 
 

@@ -51,6 +51,8 @@ CHECK_SECONDS = 5.0
 # Waits before opening the listener's connection again after it failed, doubling up to the maximum.
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+# How often an open event stream looks whether its page was closed (event_stream).
+CLIENT_CHECK_SECONDS = 0.25
 
 
 def _postgresql():
@@ -290,23 +292,35 @@ def wait_for_work(app, stop, seconds):
         listener.doorbell.wait(seconds)
 
 
-def event_stream(subscription, lifetime, keepalive):
+def event_stream(subscription, lifetime, keepalive, client_gone=None):
     """The text/event-stream of one subscription: a `changed` event (data: the autodoc's id)
     each time one of its autodocs changes status, a comment line when quiet for `keepalive`
-    seconds, until `lifetime` seconds pass or the process stops (the browser then opens a
-    new stream). Holds no database connection. Closes the subscription however it ends."""
+    seconds, until `lifetime` seconds pass, the process stops (the browser then opens a new
+    stream) or `client_gone()` says the page was closed. Holds no database connection. Closes
+    the subscription however it ends.
+
+    A server learns that a reader left only by looking at its socket or by a write failing.
+    Without `client_gone` (a server that does not expose its socket), a closed page keeps its
+    thread and its place until the next keep-alive fails; with it, the stream looks every
+    CLIENT_CHECK_SECONDS, and the place is free for the next page at once — a page closed
+    and another opened (a save's redirect, a reload) no longer finds every place taken."""
     try:
         # The browser reopens an ended stream after half a second (and refreshes its autodocs).
         yield "retry: 500\n\n"
-        deadline = time.monotonic() + lifetime
+        now = time.monotonic()
+        deadline, next_keepalive = now + lifetime, now + keepalive
         while not subscription.ended:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline or (client_gone is not None and client_gone()):
                 return
-            changed = subscription.changes(min(keepalive, left))
+            wait = min(next_keepalive, deadline) - now
+            changed = subscription.changes(wait if client_gone is None else min(wait, CLIENT_CHECK_SECONDS))
+            now = time.monotonic()
             if changed:
                 yield "".join(f"event: changed\ndata: {json.dumps(autodoc_id)}\n\n" for autodoc_id in sorted(changed))
-            elif not subscription.ended and deadline > time.monotonic():
+                next_keepalive = now + keepalive
+            elif not subscription.ended and next_keepalive <= now < deadline:
                 yield ": keep-alive\n\n"
+                next_keepalive = now + keepalive
     finally:
         subscription.close()

@@ -5,8 +5,10 @@
 // (data-autodoc-events, data-autodoc-id): an autodoc is refreshed when the stream says it
 // changed, and every one whenever a stream opens (changes made while none was open were not
 // heard; the server ends each stream after a while and the browser opens the next). Without
-// EventSource, or when the server refuses a stream (503: its streams are all taken, or it
-// has no PostgreSQL) or cannot be reached, the page polls instead (poll.js's timing and back-off).
+// EventSource the page polls instead (poll.js's timing and back-off). When the server refuses
+// a stream (503: its streams are all taken, or it has no PostgreSQL) the page polls too, and
+// asks for a stream again after RETRY_MS, doubling the wait up to RETRY_MAX_MS: a place that
+// came free ends the polling.
 (function () {
   "use strict";
   var FINAL = { done: true, failed: true };
@@ -34,11 +36,15 @@
     }));
   }
 
+  var RETRY_MS = 10000;
+  var RETRY_MAX_MS = 120000;
+  var poller = null;
+
   function poll() {
-    window.srcflaskPoll(ATTRIBUTE, 2000, 15000, refresh);
+    return window.srcflaskPoll(ATTRIBUTE, 2000, 15000, refresh);
   }
 
-  function follow() {
+  function follow(retryMs) {
     var elements = live();
     if (!elements.length) { return; }
     if (!window.EventSource) { poll(); return; }
@@ -46,7 +52,6 @@
     elements.forEach(function (element) { ids[element.getAttribute("data-autodoc-id")] = true; });
     var query = Object.keys(ids).map(function (id) { return "id=" + encodeURIComponent(id); }).join("&");
     var source = new EventSource(elements[0].getAttribute("data-autodoc-events") + "?" + query);
-    var polling = false;
 
     // Nothing left to follow: the server's thread is freed at once.
     function settle(elements) {
@@ -55,7 +60,10 @@
       }, function () { /* the next event or stream tries again */ });
     }
 
-    source.addEventListener("open", function () { settle(live()); });
+    source.addEventListener("open", function () {
+      if (poller) { poller.stop(); poller = null; }
+      settle(live());
+    });
     source.addEventListener("changed", function (event) {
       settle(live().filter(function (element) {
         return element.getAttribute("data-autodoc-id") === event.data;
@@ -63,13 +71,13 @@
     });
     source.addEventListener("error", function () {
       // CONNECTING: the stream ended or dropped and the browser opens the next one itself.
-      // CLOSED: refused (503, or not a stream at all): poll for the rest of the page's life.
-      if (source.readyState === EventSource.CLOSED && !polling && live().length) {
-        polling = true;
-        poll();
+      // CLOSED: refused (503, or not a stream at all): poll, and ask again later.
+      if (source.readyState === EventSource.CLOSED && live().length) {
+        poller = poller || poll();
+        window.setTimeout(function () { follow(Math.min(retryMs * 2, RETRY_MAX_MS)); }, retryMs);
       }
     });
   }
 
-  document.addEventListener("DOMContentLoaded", follow);
+  document.addEventListener("DOMContentLoaded", function () { follow(RETRY_MS); });
 })();

@@ -5,17 +5,19 @@
 // it any more. `refresh(elements)` fetches and updates them and returns a promise; it
 // removes the attribute from an element whose state is final. Polling starts intervalMs
 // after the page is loaded, or after the call when that is later (autodocs.js falls back
-// to it when its event stream is refused). Used by autodocs.js and models.js; loaded as a
-// file before them: the CSP allows no inline script.
+// to it when its event stream is refused), and ends early when the returned handle's stop()
+// is called (autodocs.js, once a stream is had again). Used by autodocs.js and models.js;
+// loaded as a file before them: the CSP allows no inline script.
 (function () {
   "use strict";
 
   window.srcflaskPoll = function (attribute, intervalMs, maxIntervalMs, refresh) {
     var interval = intervalMs;
+    var stopped = false;
 
     function tick() {
       var elements = Array.prototype.slice.call(document.querySelectorAll("[" + attribute + "]"));
-      if (!elements.length) { return; }
+      if (stopped || !elements.length) { return; }
       refresh(elements).then(function () {
         interval = intervalMs;
       }, function () {
@@ -32,6 +34,7 @@
     } else {
       start();
     }
+    return { stop: function () { stopped = true; } };
   };
 
   // A JSON endpoint of this site, or a rejected promise when it does not answer 2xx.

@@ -117,6 +117,10 @@ class AutodocWriter:
         # of the first trace's several seconds on every start (bench/cold_start.py --profile).
         self._programs = {size: tf.function(self._beam_search, jit_compile=True, autograph=False)
                           for size in self.batch_sizes}
+        # The search's `steps` argument: a whole continuation, or none past the first token (a
+        # warm-up run only has to compile its program; writing 60 tokens for nothing cost seconds
+        # per size at every start, and the larger sizes' warm-ups ran beside the first real writes).
+        self._all_steps, self._no_steps = tf.constant(max_new_tokens - 1), tf.constant(0)
         # The sizes compiled so far, ascending: once there is one, write uses only these.
         self.compiled_sizes = ()
         self._step_products = _StepProducts(model, _WEIGHT_PARTS, _LOGIT_PARTS)
@@ -124,14 +128,15 @@ class AutodocWriter:
     def warm_up(self, sizes=None):
         """Compile the programs of `sizes` (default: every batch size), smallest first, now rather
         than on a real batch: per size one trace, one XLA compilation (or a load from XLA's
-        persistent cache) and one run. Sizes already compiled are skipped. It may run in another
-        thread while write runs: write never waits for it and uses each size once it is compiled."""
+        persistent cache) and one run that stops after the first token. Sizes already compiled are
+        skipped. It may run in another thread while write runs: write never waits for it and uses
+        each size once it is compiled."""
         sizes = self.batch_sizes if sizes is None else tuple(sorted(set(sizes)))
         unknown = set(sizes) - set(self.batch_sizes)
         if unknown:
             raise ValueError(f"batch sizes {sorted(unknown)} are not among this writer's {self.batch_sizes}")
         for size in sizes:
-            self._run(size, *self._pad([(self._pad_id,)] * size, size))
+            self._run(size, *self._pad([(self._pad_id,)] * size, size), self._no_steps)
 
     def trace(self):
         """Trace the program of every batch size now, without compiling or running it. A traced
@@ -141,7 +146,8 @@ class AutodocWriter:
         compiled later, while the writer writes, is still found in the cache."""
         with self._compile_lock:
             for size in self.batch_sizes:
-                self._programs[size].get_concrete_function(*self._pad([(self._pad_id,)] * size, size))
+                self._programs[size].get_concrete_function(*self._pad([(self._pad_id,)] * size, size),
+                                                           self._all_steps)
 
     def batch_limit(self, wanted):
         """How many prompts to hand write at once: `wanted`, but while larger sizes are still being
@@ -152,16 +158,18 @@ class AutodocWriter:
             return min(wanted, compiled[-1])
         return wanted
 
-    def _run(self, size, ids, mask):
-        """The program of batch size `size` on a padded batch; the first call of a size traces and
-        compiles it, under the compile lock, and marks it compiled."""
+    def _run(self, size, ids, mask, steps=None):
+        """The program of batch size `size` on a padded batch, for at most `steps` tokens after the
+        first (default: all of them); the first call of a size traces and compiles it, under the
+        compile lock, and marks it compiled."""
+        steps = self._all_steps if steps is None else steps
         if size not in self.compiled_sizes:
             with self._compile_lock:
                 if size not in self.compiled_sizes:  # not compiled by another thread meanwhile
-                    generated = self._programs[size](ids, mask).numpy()
+                    generated = self._programs[size](ids, mask, steps).numpy()
                     self.compiled_sizes = tuple(sorted({*self.compiled_sizes, size}))
                     return generated
-        return self._programs[size](ids, mask).numpy()
+        return self._programs[size](ids, mask, steps).numpy()
 
     def write(self, prompts):
         """One Continuation per prompt, in order. Prompts are Prompt objects (see doctokenization)."""
@@ -206,9 +214,10 @@ class AutodocWriter:
 
     # Everything below runs inside the compiled program.
 
-    def _beam_search(self, input_ids, attention_mask):
+    def _beam_search(self, input_ids, attention_mask, steps):
         """(batch, context) left-padded prompts -> (batch, max_new_tokens) best continuations, padded
-        with end-of-text. Mirrors TFGenerationMixin.beam_search with early_stopping=True."""
+        with end-of-text, of at most 1 + `steps` tokens (a scalar tensor: one program serves writing
+        and warming up). Mirrors TFGenerationMixin.beam_search with early_stopping=True."""
         tf = self._tf
         transformer = self.loaded.model.transformer
         batch, prompt_len = input_ids.shape
@@ -254,7 +263,7 @@ class AutodocWriter:
             return [self._select(dict(state, cache=cache), tf.nn.log_softmax(logits), ban_start, prompt_len)]
 
         (state,) = tf.while_loop(keep_going, step, [state],
-                                 maximum_iterations=new_tokens - 1)
+                                 maximum_iterations=tf.minimum(steps, new_tokens - 1))
         # As in transformers: a document none of whose beams finished returns its best running beam.
         any_finished = tf.reduce_any(state["finished"], axis=1)
         best = tf.where(any_finished[:, None], state["sequences"][:, 0], state["running"][:, 0])
