@@ -16,6 +16,7 @@ from srcflask.models import User
 from srcflask.static.data.processeddata.models import Autodoc, Revision
 
 from ..factories import make_document
+from .test_journeys import log_in
 
 pytestmark = pytest.mark.e2e
 
@@ -26,23 +27,25 @@ STATUS = re.compile(r".*/autodocs/\d+/status$")
 WRITTEN_MS = 60_000
 
 
-def test_an_open_document_page_shows_done_from_its_event_stream(live, browser, monkeypatch):
-    # Nor can a new stream's first refresh: the page's one stream outlasts the test.
-    monkeypatch.setitem(live.app.config, "SSE_STREAM_SECONDS", 3600)
+def queued_document(live, title, body):
+    """A sponsor's new document whose autodoc the writer, held, leaves queued: (sponsor, the
+    document's id, the autodoc's id)."""
     sponsor = live.add_user("sponsor")
     editor = live.add_user("editor")
     live.writer.hold()
     with live.app.app_context():
         document = make_document(db.session.get(User, sponsor.id), db.session.get(User, editor.id),
-                                 title="Budget plan", body="The committee reviewed the budget and")
-        document_id = document.id
+                                 title=title, body=body)
+        autodoc_id = db.session.scalar(select(Autodoc.id).join(Revision, Revision.id == Autodoc.revision_id)
+                                       .where(Revision.document_id == document.id))
+        return sponsor, document.id, autodoc_id
 
-    page = browser.new_page()
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill(sponsor.email)
-    page.get_by_label("Password").fill(sponsor.password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/auth/login"))
+
+def test_an_open_document_page_shows_done_from_its_event_stream(live, browser, monkeypatch):
+    # Nor can a new stream's first refresh: the page's one stream outlasts the test.
+    monkeypatch.setitem(live.app.config, "SSE_STREAM_SECONDS", 3600)
+    sponsor, document_id, _ = queued_document(live, "Budget plan", "The committee reviewed the budget and")
+    page = log_in(browser, sponsor)
 
     page.clock.install()
     with page.expect_request(EVENTS):
@@ -64,24 +67,11 @@ def test_a_page_refused_a_stream_polls_and_stops_once_it_gets_one(live, browser,
     stream brings "done"."""
     monkeypatch.setitem(live.app.config, "SSE_STREAM_SECONDS", 3600)
     monkeypatch.setitem(live.app.config, "SSE_MAX_STREAMS", 0)
-    sponsor = live.add_user("sponsor")
-    editor = live.add_user("editor")
-    live.writer.hold()
-    with live.app.app_context():
-        document = make_document(db.session.get(User, sponsor.id), db.session.get(User, editor.id),
-                                 title="Travel plan", body="The committee reviewed the travel plan and")
-        document_id = document.id
-        autodoc_id = db.session.scalar(select(Autodoc.id).join(Revision, Revision.id == Autodoc.revision_id)
-                                       .where(Revision.document_id == document_id))
+    sponsor, document_id, autodoc_id = queued_document(live, "Travel plan",
+                                                       "The committee reviewed the travel plan and")
     # The refusals are what this test is about; Chromium logs each as a console error.
     browser.watch.expect_failure(f"{live.url}/autodocs/events?id={autodoc_id}", 503)
-
-    page = browser.new_page()
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill(sponsor.email)
-    page.get_by_label("Password").fill(sponsor.password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/auth/login"))
+    page = log_in(browser, sponsor)
     status_reads = []
     page.on("request", lambda request: status_reads.append(request.url) if STATUS.match(request.url) else None)
 
