@@ -35,6 +35,7 @@ import threading
 import time
 
 import psycopg2
+from flask import current_app
 from psycopg2.extensions import ISOLATION_LEVEL_AUTOCOMMIT
 from sqlalchemy import text
 
@@ -55,20 +56,21 @@ RETRY_MAX_SECONDS = 30.0
 CLIENT_CHECK_SECONDS = 0.25
 
 
-def _postgresql():
-    return db.session.get_bind().dialect.name == "postgresql"
+def has_notify(app):
+    """Whether the app's database has LISTEN/NOTIFY: PostgreSQL, not the quick start's SQLite."""
+    return app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
 
 
 def announce_queued():
     """Wake the writers when the current transaction commits (the caller commits)."""
-    if _postgresql():
+    if has_notify(current_app):
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": QUEUED_CHANNEL})
 
 
 def announce_status(autodoc_ids):
     """Tell the pages showing `autodoc_ids` that their status changed, when the current
     transaction commits (the caller commits)."""
-    if autodoc_ids and _postgresql():
+    if autodoc_ids and has_notify(current_app):
         db.session.execute(text("SELECT pg_notify(:channel, id::text) FROM unnest(CAST(:ids AS integer[])) AS id"),
                            {"channel": STATUS_CHANNEL, "ids": list(autodoc_ids)})
 
@@ -157,7 +159,7 @@ class Listener:
         """Start the listener once per process (idempotent, cheap when it runs); False when
         the database has no NOTIFY (SQLite) or wake-ups are off (QUEUE_WAKEUPS=0): the
         callers poll."""
-        if not (app.config["QUEUE_WAKEUPS"] and app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")):
+        if not (app.config["QUEUE_WAKEUPS"] and has_notify(app)):
             return False
         if self._thread is not None:
             return True

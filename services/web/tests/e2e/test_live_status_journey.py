@@ -75,11 +75,14 @@ def test_a_page_refused_a_stream_polls_and_stops_once_it_gets_one(live, browser,
     status_reads = []
     page.on("request", lambda request: status_reads.append(request.url) if STATUS.match(request.url) else None)
 
+    # The clock stands still from before the page loads: its timers (the retry's 10 s, the polls'
+    # 2 s) are set on the paused clock whenever the refusal arrives, and fire only as the test
+    # moves it on. (Paused after the load, the jump could fire a retry set before it.)
     page.clock.install()
+    page.clock.pause_at(dt.datetime.now() + dt.timedelta(hours=1))
     with page.expect_response(EVENTS) as refused:
         page.goto(f"/sponsor/documents/{document_id}")
     assert refused.value.status == 503
-    page.clock.pause_at(dt.datetime.now() + dt.timedelta(hours=1))
 
     def advance(milliseconds, steps):
         """Move the page's clock on in steps, each followed by a moment of real time for the
@@ -92,8 +95,8 @@ def test_a_page_refused_a_stream_polls_and_stops_once_it_gets_one(live, browser,
     assert len(status_reads) >= 2, "the refused page did not poll"
 
     monkeypatch.setitem(live.app.config, "SSE_MAX_STREAMS", 64)
-    with page.expect_response(EVENTS) as accepted:
-        advance(2_000, 4)
+    with page.expect_response(EVENTS) as accepted:  # the retry, 10 s after the refusal
+        advance(2_000, 6)
     assert accepted.value.status == 200
     page.wait_for_timeout(300)  # the stream's opening read
     reads = len(status_reads)
