@@ -15,6 +15,7 @@ a quarter of a second: the stream watches its socket (nginx closes its connectio
 gunicorn when the browser's goes).
 """
 import socket
+from functools import partial
 
 from flask import Response, current_app, jsonify, request
 from flask_login import current_user
@@ -36,9 +37,11 @@ def client_socket(environ):
 
 def closed_by_peer(connection):
     """Whether the other end closed `connection`: a peek that neither waits nor takes
-    anything, so a request the client may send next is left for the server to read. A TLS
-    socket (gunicorn serving TLS itself) cannot peek: it counts as open, and a closed page is
-    noticed at the next keep-alive as without this."""
+    anything, so a request the client may send next is left for the server to read. No socket
+    (the test client), or a TLS socket (gunicorn serving TLS itself), which cannot peek: it
+    counts as open, and a closed page is noticed when a keep-alive write fails."""
+    if connection is None:
+        return False
     try:
         return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except (BlockingIOError, InterruptedError, ValueError):
@@ -82,9 +85,8 @@ def autodoc_events():
         response = jsonify(error="Too many live pages on this server right now; this page polls instead.")
         response.headers["Retry-After"] = str(round(config["SSE_STREAM_SECONDS"]))
         return response, 503
-    connection = client_socket(request.environ)
     stream = event_stream(subscription, config["SSE_STREAM_SECONDS"], config["SSE_KEEPALIVE_SECONDS"],
-                          client_gone=None if connection is None else lambda: closed_by_peer(connection))
+                          client_gone=partial(closed_by_peer, client_socket(request.environ)))
     # No request context is kept for the stream: its database connection goes back to the
     # pool when this view returns. X-Accel-Buffering: nginx passes each event on at once.
     return Response(stream, mimetype="text/event-stream",

@@ -294,18 +294,18 @@ def wait_for_work(app, stop, seconds):
         listener.doorbell.wait(seconds)
 
 
-def event_stream(subscription, lifetime, keepalive, client_gone=None):
+def event_stream(subscription, lifetime, keepalive, client_gone):
     """The text/event-stream of one subscription: a `changed` event (data: the autodoc's id)
     each time one of its autodocs changes status, a comment line when quiet for `keepalive`
     seconds, until `lifetime` seconds pass, the process stops (the browser then opens a new
     stream) or `client_gone()` says the page was closed. Holds no database connection. Closes
     the subscription however it ends.
 
-    A server learns that a reader left only by looking at its socket or by a write failing.
-    Without `client_gone` (a server that does not expose its socket), a closed page keeps its
-    thread and its place until the next keep-alive fails; with it, the stream looks every
-    CLIENT_CHECK_SECONDS, and the place is free for the next page at once — a page closed
-    and another opened (a save's redirect, a reload) no longer finds every place taken."""
+    A server learns that a reader left only by looking at its socket or by a write failing:
+    the stream asks `client_gone` every CLIENT_CHECK_SECONDS, so the place is free for the next
+    page at once — a page closed and another opened (a save's redirect, a reload) no longer
+    finds every place taken. Where the server does not expose its socket, `client_gone` can
+    only say no, and a closed page is noticed when a keep-alive write fails."""
     try:
         # The browser reopens an ended stream after half a second (and refreshes its autodocs).
         yield "retry: 500\n\n"
@@ -313,10 +313,9 @@ def event_stream(subscription, lifetime, keepalive, client_gone=None):
         deadline, next_keepalive = now + lifetime, now + keepalive
         while not subscription.ended:
             now = time.monotonic()
-            if now >= deadline or (client_gone is not None and client_gone()):
+            if now >= deadline or client_gone():
                 return
-            wait = min(next_keepalive, deadline) - now
-            changed = subscription.changes(wait if client_gone is None else min(wait, CLIENT_CHECK_SECONDS))
+            changed = subscription.changes(min(next_keepalive - now, deadline - now, CLIENT_CHECK_SECONDS))
             now = time.monotonic()
             if changed:
                 yield "".join(f"event: changed\ndata: {json.dumps(autodoc_id)}\n\n" for autodoc_id in sorted(changed))
