@@ -19,6 +19,7 @@ import os
 import smtplib
 import socket
 import threading
+from dataclasses import dataclass
 
 from flask_mailman import EmailMultiAlternatives
 from flask_mailman.backends.base import BaseEmailBackend
@@ -28,6 +29,35 @@ from .services import notifications, outbox
 from .services.leases import describe
 
 log = logging.getLogger("srcflask.mail")
+
+
+@dataclass
+class RoundReport:
+    """What one round did, for `flask mail send --until-idle` to say and to exit by: a
+    one-shot run (cron, a deploy script) must be able to tell that mail did not go out."""
+
+    sent: int = 0
+    retrying: int = 0  # not sent, queued again after their backoff
+    given_up: int = 0  # not sent, failed for good (refused for good, or attempts used up)
+    last_error: str | None = None  # why the last message not sent was not
+    crashed: str | None = None  # the round itself failed (the database, a bug)
+
+    @property
+    def complete(self):
+        """Everything due went out."""
+        return not (self.retrying or self.given_up or self.crashed)
+
+    def summary(self):
+        if self.crashed:
+            return f"The mail round failed ({self.crashed}); {self.sent} sent before it."
+        if self.complete:
+            return f"{self.sent} sent." if self.sent else "Nothing was due."
+        words = f"{self.sent} sent, {self.retrying + self.given_up} not sent ({self.last_error})"
+        if self.given_up:
+            words += f"; {self.given_up} failed for good"
+        if self.retrying:
+            words += "; what is queued will be tried again after its wait"
+        return words + "."
 
 
 class MailSender:
@@ -68,29 +98,32 @@ class MailSender:
 
     def run(self, app, until_idle=False):
         """Send due messages until stopped, a round per MAIL_POLL_SECONDS; with `until_idle`,
-        return after one round: once nothing is due, or the server could not be reached
-        (for tests and one-shot commands)."""
+        return the RoundReport of one round: once nothing is due, or the server could not
+        be reached (for tests and one-shot commands)."""
         worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
         while not self._stop.is_set():
+            report = RoundReport()
             try:
                 with app.app_context():
-                    self._round(app.config, worker)
+                    self._round(app.config, worker, report)
             except Exception as error:  # anything at all: the thread must outlive it
+                report.crashed = describe(error)
                 log.exception("mail sender failed (%s)", describe(error),
                               extra={"event": "mail_sender_failed", "worker": worker, "error": describe(error)})
             if until_idle:
-                return
+                return report
             self._stop.wait(app.config["MAIL_POLL_SECONDS"])
+        return None
 
-    def _round(self, config, worker):
+    def _round(self, config, worker, report):
         """Queue the due digests and send due messages over one connection, until none is
         left or the server cannot be reached (a server that is down gets one connection
-        attempt per round)."""
+        attempt per round); `report` counts what happened."""
         connection = mail.get_connection()
         try:
             while not self._stop.is_set():
                 more_digests = self._queue_digests(config, worker)
-                if not self._drain(connection, config, worker) or not more_digests:
+                if not self._drain(connection, config, worker, report) or not more_digests:
                     return
         finally:
             _close(connection)
@@ -106,23 +139,23 @@ class MailSender:
                           extra={"event": "mail_digests_failed", "worker": worker, "error": describe(error)})
             return False
 
-    def _drain(self, connection, config, worker):
+    def _drain(self, connection, config, worker, report):
         """Send due messages until none is left (True) or the server cannot be reached (False)."""
         while not self._stop.is_set():
             delivery = outbox.claim_message(worker, config["MAIL_LEASE_SECONDS"], config["MAIL_MAX_ATTEMPTS"])
             if delivery is None:
                 return True
-            if not self._deliver(connection, delivery, config, worker):
+            if not self._deliver(connection, delivery, config, worker, report):
                 return False
         return False
 
-    def _deliver(self, connection, delivery, config, worker):
+    def _deliver(self, connection, delivery, config, worker, report):
         """Send one message and record the outcome; False when the server could not be
         reached (the round should end)."""
         try:
             connection.open()
         except Exception as error:  # refused, timed out, TLS or log-in failed: the message waits
-            return self._not_sent(connection, delivery, error, config, worker)
+            return self._not_sent(connection, delivery, error, config, worker, report)
         # The lease starts again now: the connection may have taken its time to open.
         if not outbox.renew(delivery, config["MAIL_LEASE_SECONDS"]):
             log.warning("message %s was taken over before sending", delivery.id,
@@ -136,15 +169,16 @@ class MailSender:
         try:
             email.send()
         except Exception as error:  # whatever the server or the network did: retried, or given up
-            return self._not_sent(connection, delivery, error, config, worker)
+            return self._not_sent(connection, delivery, error, config, worker, report)
         sent = outbox.mark_sent(delivery)
+        report.sent += 1
         log.info("message %s %s", delivery.id, "sent" if sent else "sent, but its claim had been taken over",
                  extra={"event": "mail_sent" if sent else "mail_sent_late", "outbox_id": delivery.id,
                         "attempts": delivery.attempts, "worker": worker, "request_id": delivery.request_id})
         return True
 
     @staticmethod
-    def _not_sent(connection, delivery, error, config, worker):
+    def _not_sent(connection, delivery, error, config, worker, report):
         """Record a failed attempt (retried later, or failed for good); True when the server
         answered about this message, so the next one may still go through."""
         _close(connection)
@@ -152,6 +186,11 @@ class MailSender:
             delivery, describe(error), permanent=is_permanent(error),
             retry_min_seconds=config["MAIL_RETRY_MIN_SECONDS"], retry_max_seconds=config["MAIL_RETRY_MAX_SECONDS"],
             max_attempts=config["MAIL_MAX_ATTEMPTS"])
+        report.last_error = describe(error)
+        if status == "failed":
+            report.given_up += 1
+        else:
+            report.retrying += 1
         log.warning("message %s not sent (attempt %d, now %s): %s", delivery.id, delivery.attempts, status,
                     describe(error), extra={"event": "mail_failed", "outbox_id": delivery.id, "status": status,
                                             "attempts": delivery.attempts, "error": describe(error), "worker": worker,

@@ -178,6 +178,36 @@ def test_smtp_down_the_message_waits_with_backoff_and_is_delivered_once_when_it_
     assert [received.message_id for received in server.to("waiting@example.org")] == [row.message_id]
 
 
+def test_flask_mail_send_until_idle_exits_1_when_a_due_message_was_not_sent(mail_app, smtp_port):
+    """A one-shot run (cron, a deploy script) must be able to tell that mail did not go out."""
+    with mail_app.app_context():
+        queue("waiting@example.org", 1)
+        queue("gone@example.org", 2)
+        db.session.commit()
+    down = mail_app.test_cli_runner().invoke(args=["mail", "send", "--until-idle"])
+    assert down.exit_code == 1, down.output
+    assert "0 sent, 1 not sent (ConnectionRefusedError" in down.stderr and "will be tried again" in down.stderr
+
+    server = SmtpServer(smtp_port).start()
+    server.refused.add("gone@example.org")
+    try:
+        with mail_app.app_context():
+            db.session.execute(update(OutboxMessage).values(next_attempt_at=text("now()")))
+            db.session.commit()
+        refused = mail_app.test_cli_runner().invoke(args=["mail", "send", "--until-idle"])
+        assert refused.exit_code == 1, refused.output
+        assert "1 sent, 1 not sent (SMTPRecipientsRefused" in refused.stderr
+        assert "1 failed for good" in refused.stderr
+
+        idle = mail_app.test_cli_runner().invoke(args=["mail", "send", "--until-idle"])
+        assert (idle.exit_code, idle.output) == (0, "Nothing was due.\n")
+    finally:
+        server.stop()
+    with mail_app.app_context():
+        assert [(row.recipient, row.status) for row in rows()] == [("waiting@example.org", "sent"),
+                                                                   ("gone@example.org", "failed")]
+
+
 def test_a_lease_shorter_than_a_slow_send_is_refused_at_start():
     with pytest.raises(ConfigurationError, match="MAIL_LEASE_SECONDS: got 60; must be at least 4 x MAIL_TIMEOUT_SECONDS"):
         load_settings("testing", MAIL_LEASE_SECONDS=60, MAIL_TIMEOUT_SECONDS=30)

@@ -12,7 +12,8 @@ mail = AppGroup("mail", help="Send the emails waiting in the outbox, and the dai
 
 
 @mail.command("send")
-@click.option("--until-idle", is_flag=True, help="Exit once no message (and no digest) is due.")
+@click.option("--until-idle", is_flag=True,
+              help="One round: exit once no message (and no digest) is due; exit 1 if any due message did not go out.")
 def send(until_idle):
     """Send the outbox's messages and the due digests of notifications from this process,
     beside or instead of the app's own sender (MAIL_IN_PROCESS). Any number of these may
@@ -20,7 +21,10 @@ def send(until_idle):
     person's digest is sent by one of them once a day."""
     app = current_app._get_current_object()
     if until_idle:
-        mail_sender.run(app, until_idle=True)
+        report = mail_sender.run(app, until_idle=True)
+        click.echo(report.summary(), err=not report.complete)
+        if not report.complete:
+            raise SystemExit(1)
         return
     signal.signal(signal.SIGTERM, lambda *_: mail_sender.stop())
     mail_sender.start(app)
