@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 
 from srcflask.extensions import db
 from srcflask.models import AuditEvent, Comparison, Document, ShadowDraft, User
-from srcflask.services import comparisons, registry
-from srcflask.services.documents import reassign_editor
+from srcflask.services import comparisons, registry, tokens
+from srcflask.services.documents import reassign_editor, update_document
 from srcflask.static.data.processeddata.models import Autodoc
 
-from .factories import make_document, make_shadow_pair, make_user, write_autodocs
+from .factories import DEFAULT_PASSWORD, make_document, make_shadow_pair, make_user, write_autodocs
 from .helpers import html
 from .tinygpt2 import tiny_model_dir  # noqa: F401  (fixture)
 
@@ -282,3 +282,71 @@ def test_the_admins_read_only_review_page_has_no_comparison(app, world, login_as
     admin, _ = login_as("admin")
     page = html(admin.get(f"/admin/autodocs/{world[3]}"))
     assert drafts(page) == [] and BASELINE_TEXT.strip() in page and CANDIDATE_TEXT.strip() not in page
+
+
+# --- the autodoc's text elsewhere while the pair waits --------------------------------------------
+# Read on the document page, the live status or the API before the review page, the autodoc's
+# text would tell which draft is the autodoc: every place that shows its editor that text
+# withholds it until the choice, and says where the comparison waits.
+
+WITHHELD = "one of the two drafts of a blind comparison waiting for you"
+
+
+def editor_views(browser, app, editor, autodoc_id):
+    """What the editor reads of the autodoc outside its review page: the document page,
+    the live status's HTML and the API's answer."""
+    with app.app_context():
+        document_id = db.session.get(Autodoc, autodoc_id).revision.document_id
+        secret = tokens.create_token(db.session.get(User, editor.id), "script").secret
+        db.session.commit()
+    api = app.test_client().get(f"/api/v1/autodocs/{autodoc_id}", headers={"Authorization": f"Bearer {secret}"})
+    assert api.status_code == 200
+    return {"document page": html(browser.get(f"/editor/documents/{document_id}")),
+            "live status": browser.get(f"/autodocs/{autodoc_id}/status").get_json()["html"],
+            "api": api.get_json()}
+
+
+def test_the_editor_reads_the_autodocs_text_nowhere_until_the_choice(app, world):
+    browser, editor, _, autodoc_id = world
+    before = editor_views(browser, app, editor, autodoc_id)
+    for place in ("document page", "live status"):
+        assert BASELINE_TEXT.strip() not in before[place], place
+        assert WITHHELD in before[place] and f'href="/editor/autodocs/{autodoc_id}/review"' in before[place], place
+    assert (before["api"]["continuation"], before["api"]["withheld"]) == (None, True)
+    assert before["api"]["prompt"] is not None  # the document's own words are no secret
+
+    assert choose(browser, autodoc_id, token_of(review_page(browser, autodoc_id)), "same").status_code == 302
+    after = editor_views(browser, app, editor, autodoc_id)
+    for place in ("document page", "live status"):
+        assert BASELINE_TEXT in unescape(after[place]) and WITHHELD not in after[place], place
+    assert (after["api"]["continuation"], after["api"]["withheld"]) == (BASELINE_TEXT, False)
+
+
+def test_the_sponsor_and_the_admin_read_the_text_while_the_editor_has_not_chosen(app, world, login_as,
+                                                                                    make_client):
+    _, _, sponsor, autodoc_id = world
+    with app.app_context():
+        document_id = db.session.get(Autodoc, autodoc_id).revision.document_id
+    own = make_client()
+    assert own.post("/auth/login", {"email": sponsor.email, "password": DEFAULT_PASSWORD}).status_code == 302
+    admin, _ = login_as("admin")
+    for browser, document_page in ((own, f"/sponsor/documents/{document_id}"),
+                                   (admin, f"/admin/documents/{document_id}")):
+        status = browser.get(f"/autodocs/{autodoc_id}/status").get_json()["html"]
+        for page in (html(browser.get(document_page)), status):
+            assert BASELINE_TEXT in unescape(page) and WITHHELD not in page
+
+
+def test_the_next_versions_review_page_shows_no_diff_against_a_withheld_text(app, world, models):
+    browser, editor, sponsor, autodoc_id = world
+    with app.app_context():
+        document = db.session.get(Autodoc, autodoc_id).revision.document
+        update_document(document, document.version, document.title, "The plan is simple, and cheap",
+                        db.session.get(User, sponsor.id))
+        db.session.commit()
+        (next_id,) = write_autodocs(" and the next version's text.", model_id=models["active"])
+    page = review_page(browser, next_id)
+    assert BASELINE_TEXT.strip() not in page and "autodoc-diff" not in page and WITHHELD in page
+
+    choose(browser, autodoc_id, token_of(review_page(browser, autodoc_id)), "first")
+    assert "autodoc-diff" in review_page(browser, next_id)

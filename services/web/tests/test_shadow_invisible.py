@@ -5,7 +5,8 @@ state, each draft with a distinctive text; every page, JSON answer, export and f
 autodocs is taken, then the shadow drafts are deleted — the twin world without them, same ids
 and times — and everything is taken again: it must be the same, and the distinctive texts
 must appear nowhere. (The editor's blind comparison on the review page is where a written
-draft is meant to be shown: its own tests are tests/test_comparisons.py.)"""
+draft is meant to be shown, and until the editor chooses, the editor reads its autodoc's text
+nowhere else: its own tests are tests/test_comparisons.py.)"""
 import datetime as dt
 import json
 import re
@@ -50,6 +51,7 @@ def _build(sponsor, editor, tiny_model_dir, shadows):  # noqa: F811
     written = write_autodocs(lambda job: f" real text of autodoc {job.autodoc_id}", model_id=active.id)
     if shadows:  # no real autodoc waits: the drafts are claimed, one written, one being written, one failed
         done, running, failing = (shadow_drafts.claim_jobs("shadow-writer", 1, 600, 1)[0] for _ in range(3))
+        assert done.autodoc_id == written[0]  # the pair of the snapshot's "paired"
         assert shadow_drafts.complete_job(done, "p", f" {SHADOW} done", {"model_id": done.model_id},
                                           done.model_id)
         assert shadow_drafts.fail_job(failing, f"RuntimeError: {SHADOW} failed", 1)
@@ -78,6 +80,8 @@ def _build(sponsor, editor, tiny_model_dir, shadows):  # noqa: F811
         "documents": [first.id, second.id, third.id, fourth.id, fourth.id + 1],
         "autodocs": autodoc_ids,
         "reviewable": written[1],  # written, not reviewed, its draft running: no comparison to show
+        # The autodoc whose draft is written (a blind pair for the editor), and its document.
+        "paired": {"autodoc": written[0], "document": first.id},
         "approved": written[0],
     }
 
@@ -161,7 +165,15 @@ def test_shadow_drafts_are_invisible_everywhere_real_autodocs_are_shown_or_count
         with db.engine.begin() as connection:
             connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     without = snapshot(app, build_world(app, login_as, tiny_model_dir, shadows=False))
-    assert [where for where in with_shadows if _timeless(without[where]) != _timeless(with_shadows[where])] == []
+    # The written draft and its autodoc make a blind pair waiting for the editor: the editor's
+    # views of that autodoc withhold its text (and differ by that alone); nothing else differs.
+    paired = world["paired"]
+    withheld = [f"editor /editor/documents/{paired['document']}", f"editor status {paired['autodoc']}"]
+    assert [where for where in with_shadows if _timeless(without[where]) != _timeless(with_shadows[where])] == withheld
+    for where in withheld:
+        assert "real text of autodoc 1" in json.dumps(without[where]) and "autodoc-withheld" not in json.dumps(without[where])
+        assert "real text of autodoc 1" not in json.dumps(with_shadows[where]) and \
+            "autodoc-withheld" in json.dumps(with_shadows[where])
 
 
 def _timeless(seen):

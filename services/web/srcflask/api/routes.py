@@ -163,7 +163,8 @@ def list_revisions(args, document_id):
 def get_autodoc(autodoc_id):
     """An autodoc's status, place in the queue, text and generation stamp: the same state
     (services.documents.autodoc_state) the pages' live status reads."""
-    return documents.autodoc_state(documents.get_autodoc_or_404(autodoc_id, current_api_user()))
+    user = current_api_user()
+    return documents.autodoc_state(documents.get_autodoc_or_404(autodoc_id, user), user)
 
 
 @bp.post("/autodocs/<id:autodoc_id>/regenerate")
@@ -180,7 +181,7 @@ def regenerate_autodoc(autodoc_id):
     except autodoc_queue.AlreadyQueued as notice:
         raise _refused(409, "already_queued", notice) from None
     db.session.commit()
-    return documents.autodoc_state(new), 202, {"Location": url_for("api.get_autodoc", autodoc_id=new.id)}
+    return documents.autodoc_state(new, current_api_user()), 202, {"Location": url_for("api.get_autodoc", autodoc_id=new.id)}
 
 
 # --- reviews ----------------------------------------------------------------------------------

@@ -215,7 +215,11 @@ class AutodocState(Schema):
     position = fields.Integer(allow_none=True, required=True, metadata={"description": "Place in the queue, while queued."})
     eta_seconds = fields.Float(allow_none=True, required=True)
     prompt = fields.String(allow_none=True, required=True)
-    continuation = fields.String(allow_none=True, required=True)
+    continuation = fields.String(allow_none=True, required=True, metadata={
+        "description": "What the writer wrote; null until written, and while `withheld`."})
+    withheld = fields.Boolean(required=True, metadata={
+        "description": "True while the text is one of the two drafts of a blind comparison waiting for this "
+                       "editor's choice on the review page: until then, its continuation is null here."})
     error = fields.String(allow_none=True, required=True)
     stamp = fields.Dict(allow_none=True, required=True, metadata={"description": "How the text was generated."})
     model = fields.Nested(ModelRef, allow_none=True, required=True,

@@ -44,7 +44,10 @@ def document_list():
 def document(document_id):
     document = get_document_or_404(document_id, current_user)
     history, progress = document_history(document, request.args.get("page", 1, type=int))
-    return render_template("editor/document.html", document=document, history=history, progress=progress)
+    withheld = comparisons.withheld_texts([autodoc for revision in history.items for autodoc in revision.autodocs],
+                                          current_user)
+    return render_template("editor/document.html", document=document, history=history, progress=progress,
+                           withheld=withheld)
 
 
 @bp.get("/reviews", endpoint="reviews")

@@ -32,7 +32,7 @@ def autodoc_status(autodoc_id):
     # The same state the API's GET /api/v1/autodocs/<id> answers (one service function);
     # the page adds only its HTML. Cookies never authenticate the API, so the pages keep
     # this session-authenticated twin rather than calling the API.
-    state = autodoc_state(autodoc)
+    state = autodoc_state(autodoc, current_user)
     render = get_template_attribute("_macros/documents.html", "autodoc_detail")
     badge = get_template_attribute("_macros/documents.html", "autodoc_status")
     return jsonify(
@@ -41,6 +41,6 @@ def autodoc_status(autodoc_id):
         position=state["position"],
         eta_seconds=state["eta_seconds"],
         html=str(render(autodoc, state["progress"], regenerate=current_user.role == "sponsor",
-                        review_endpoint=REVIEW_BY_ROLE.get(current_user.role))),
+                        review_endpoint=REVIEW_BY_ROLE.get(current_user.role), withheld=state["withheld"])),
         badge=str(badge(autodoc)),
     )

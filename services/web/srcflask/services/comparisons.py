@@ -31,11 +31,11 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import Comparison, ShadowDraft, WriterModel
+from ..models import Autodoc, Comparison, Retention, Revision, ShadowDraft, WriterModel
 from . import audit
 from .signed_links import LinkRefused, SignedLinks
 
@@ -108,18 +108,46 @@ def _candidate_first(nonce):
     return hmac.digest(key, b"blind-comparison-order:" + nonce.encode(), hashlib.sha256)[0] & 1 == 1
 
 
-def _newest_pair_draft(autodoc):
-    """The shadow draft the autodoc is compared with: its newest written one whose model is
-    still a candidate and not the autodoc's own; None when there is none."""
-    if autodoc.status != "done" or autodoc.model_id is None:
-        return None
-    return db.session.scalar(
-        select(ShadowDraft).join(WriterModel, WriterModel.id == ShadowDraft.model_id)
-        .where(ShadowDraft.autodoc_id == autodoc.id, ShadowDraft.status == "done",
-               ShadowDraft.continuation.is_not(None), ShadowDraft.model_id != autodoc.model_id,
+def _pair_drafts():
+    """Shadow drafts that stand in a pair with their autodoc: written, by a model still a
+    candidate and not the one that wrote the autodoc, which is written too."""
+    return (
+        select(ShadowDraft)
+        .join(Autodoc, Autodoc.id == ShadowDraft.autodoc_id)
+        .join(WriterModel, WriterModel.id == ShadowDraft.model_id)
+        .where(ShadowDraft.status == "done", ShadowDraft.continuation.is_not(None),
+               Autodoc.status == "done", Autodoc.model_id.is_not(None), ShadowDraft.model_id != Autodoc.model_id,
                WriterModel.state == "candidate")
-        .order_by(ShadowDraft.id.desc()).limit(1)
     )
+
+
+def _newest_pair_draft(autodoc):
+    """The shadow draft the autodoc is compared with: its newest one of _pair_drafts, or None."""
+    return db.session.scalar(
+        _pair_drafts().where(ShadowDraft.autodoc_id == autodoc.id).order_by(ShadowDraft.id.desc()).limit(1))
+
+
+def withheld_texts(autodocs, reader):
+    """The ids of those of `autodocs` whose text `reader` may not read yet: each is one of
+    the two drafts of a pair waiting for the reader's choice (blind_pair offers it on the
+    review page). Every page and answer that shows an editor an autodoc's text asks this
+    first: read on the document page, the live status or the API, the text would tell which
+    draft is the autodoc. Sponsors and admins never compare: nothing is withheld from them,
+    and no query is made. One query for any number of autodocs."""
+    ids = [autodoc.id for autodoc in autodocs if autodoc.status == "done"]
+    if reader is None or reader.role != "editor" or not ids:
+        return frozenset()
+    newest = (
+        _pair_drafts().with_only_columns(ShadowDraft.autodoc_id, func.max(ShadowDraft.id).label("draft_id"))
+        .join(Revision, Revision.id == Autodoc.revision_id)
+        .join(Retention, Retention.document_id == Revision.document_id)
+        .where(ShadowDraft.autodoc_id.in_(ids), Retention.editor_id == reader.id)
+        .group_by(ShadowDraft.autodoc_id)
+        .subquery()
+    )
+    chosen = select(Comparison.id).where(Comparison.shadow_draft_id == newest.c.draft_id,
+                                         Comparison.editor_id == reader.id)
+    return frozenset(db.session.scalars(select(newest.c.autodoc_id).where(~chosen.exists())))
 
 
 def _choice_of(editor, shadow_draft_id):

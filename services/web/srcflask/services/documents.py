@@ -12,7 +12,7 @@ from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Bundle, aliased, contains_eager, joinedload, selectinload
 
 from ..extensions import db
-from . import audit, notifications, queue_signals, shadow_drafts
+from . import audit, comparisons, notifications, queue_signals, shadow_drafts
 from .autodoc_queue import progress_of
 from .pages import MAX_PAGE, paginate  # noqa: F401  (MAX_PAGE: re-exported; the lists here clamp to it)
 from ..models import Autodoc, Document, Retention, Revision, User, Verdict
@@ -290,12 +290,15 @@ def history_page_of(document, version):
     return (document.version - version) // HISTORY_PAGE_SIZE + 1
 
 
-def autodoc_state(autodoc):
-    """The live state of one autodoc (loaded by get_autodoc_or_404), as plain values: what
-    the API's GET /api/v1/autodocs/<id> answers and what the pages' polling endpoint
-    renders, so both read one source of truth. Two queries for a queued autodoc (its
-    place in the queue and the recent pace), one for a written one (the model that wrote it)."""
+def autodoc_state(autodoc, reader):
+    """The live state of one autodoc (loaded by get_autodoc_or_404) as `reader` may see it,
+    as plain values: what the API's GET /api/v1/autodocs/<id> answers and what the pages'
+    polling endpoint renders, so both read one source of truth. `withheld`: the text is one
+    of the drafts of a blind comparison waiting for the reader (comparisons.withheld_texts),
+    and the continuation is None. Two queries for a queued autodoc (its place in the queue
+    and the recent pace), two for a written one (the model that wrote it; what is withheld)."""
     progress = progress_of([autodoc], current_app.config["WRITER_BATCH_SIZE"]).get(autodoc.id)
+    withheld = autodoc.id in comparisons.withheld_texts([autodoc], reader)
     revision = autodoc.revision
     return {
         "id": autodoc.id,
@@ -307,7 +310,8 @@ def autodoc_state(autodoc):
         "position": progress.position if progress else None,
         "eta_seconds": progress.eta_seconds if progress else None,
         "prompt": autodoc.prompt,
-        "continuation": autodoc.continuation,
+        "continuation": None if withheld else autodoc.continuation,
+        "withheld": withheld,
         "error": autodoc.error,
         "stamp": autodoc.stamp,
         "model": {"id": autodoc.model.id, "label": autodoc.model.label} if autodoc.model_id else None,

@@ -258,8 +258,10 @@ class Review:
     newest_autodoc_id: int | None
     previous_revision: Revision | None
     previous_autodoc: Autodoc | None  # the previous revision's newest written autodoc
+    # The previous autodoc's text is withheld from the editor: its own blind pair waits.
+    previous_withheld: bool
     # word_diff segments; None when there is nothing to compare with (a first version,
-    # or no written autodoc on one side)
+    # no written autodoc on one side, or the previous one withheld)
     title_diff: list | None
     body_diff: list | None
     autodoc_diff: list | None
@@ -292,7 +294,9 @@ def review_of(autodoc, document, editor=None):
         .order_by(Verdict.created_at.desc(), Verdict.id.desc())
     ).all()
     stale = revision.version < document.version
-    comparable = autodoc.status == "done" and previous_autodoc is not None
+    previous_withheld = previous_autodoc is not None and \
+        previous_autodoc.id in comparisons.withheld_texts([previous_autodoc], editor)
+    comparable = autodoc.status == "done" and previous_autodoc is not None and not previous_withheld
     return Review(
         autodoc=autodoc,
         document=document,
@@ -300,6 +304,7 @@ def review_of(autodoc, document, editor=None):
         newest_autodoc_id=newest_autodoc_id(document.id) if stale else autodoc.id,
         previous_revision=previous,
         previous_autodoc=previous_autodoc,
+        previous_withheld=previous_withheld,
         title_diff=word_diff(previous.title, revision.title) if previous else None,
         body_diff=word_diff(previous.body, revision.body) if previous else None,
         autodoc_diff=word_diff(previous_autodoc.continuation, autodoc.continuation) if comparable else None,
