@@ -169,10 +169,11 @@ class Settings(BaseSettings):
 
     # The trainer (srcflask/trainer.py, `flask model train --queued`). Its niceness leaves the
     # cores to the writer and the pages first: training takes hours anyway, autodocs should not
-    # wait for it. 19, below the production writer's 10: niceness only orders processes that
+    # wait for it. 19, below the production writer's 7: niceness only orders processes that
     # share a scheduler group, so the compose files also give the trainer's container a small
-    # CPU weight (cpu_shares) against web's. A run's lease is renewed every third of it while training goes on; a trainer
-    # that stops renewing it (killed, its machine gone) has its run marked failed by the next claim.
+    # CPU weight (cpu_shares) against web's. A run's lease is renewed every third of it while
+    # training goes on; a trainer that stops renewing it (killed, its machine gone) has its run
+    # marked failed by the next claim.
     TRAINER_NICE: int = Field(19, ge=0, le=19)
     TRAINER_LEASE_SECONDS: int = Field(120, ge=1, le=86_400)
     TRAINER_POLL_SECONDS: Seconds = 5.0
@@ -245,6 +246,9 @@ class Settings(BaseSettings):
     MAIL_RETRY_MIN_SECONDS: Seconds = 30.0
     MAIL_RETRY_MAX_SECONDS: Seconds = 3600.0
     MAIL_MAX_ATTEMPTS: int = Field(50, ge=1, le=1000)
+    # A sent email holds someone's address and a link: kept this long for questions about
+    # it, then deleted by a mail round (unsent ones are never deleted).
+    MAIL_SENT_KEEP_DAYS: int = Field(30, ge=1, le=3650)
     # The hour (UTC, 0-23) from which each day's digest of notifications goes out to the
     # people who chose one (services/notifications.py): one hour for everyone, so a
     # digest arrives at a predictable time instead of drifting with each sender's rounds.

@@ -19,6 +19,7 @@ import os
 import smtplib
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from flask_mailman import EmailMultiAlternatives
@@ -41,6 +42,8 @@ class RoundReport:
     given_up: int = 0  # not sent, failed for good (refused for good, or attempts used up)
     last_error: str | None = None  # why the last message not sent was not
     crashed: str | None = None  # the round itself failed (the database, a bug)
+    deleted: int = 0  # sent messages older than MAIL_SENT_KEEP_DAYS
+    keep_days: int = 0
 
     @property
     def complete(self):
@@ -49,24 +52,34 @@ class RoundReport:
 
     def summary(self):
         if self.crashed:
-            return f"The mail round failed ({self.crashed}); {self.sent} sent before it."
-        if self.complete:
-            return f"{self.sent} sent." if self.sent else "Nothing was due."
-        words = f"{self.sent} sent, {self.retrying + self.given_up} not sent ({self.last_error})"
-        if self.given_up:
-            words += f"; {self.given_up} failed for good"
-        if self.retrying:
-            words += "; what is queued will be tried again after its wait"
-        return words + "."
+            words = f"The mail round failed ({self.crashed}); {self.sent} sent before it."
+        elif self.complete:
+            words = f"{self.sent} sent." if self.sent else "Nothing was due."
+        else:
+            words = f"{self.sent} sent, {self.retrying + self.given_up} not sent ({self.last_error})"
+            if self.given_up:
+                words += f"; {self.given_up} failed for good"
+            if self.retrying:
+                words += "; what is queued will be tried again after its wait"
+            words += "."
+        if self.deleted:
+            words += (f" {self.deleted} sent message{'s' if self.deleted != 1 else ''} older than "
+                      f"{self.keep_days} days deleted.")
+        return words
 
 
 class MailSender:
     """init_app-style holder of this process's mail sender thread."""
 
+    # Old sent messages are looked for at most this often by a running sender (and by
+    # every one-shot round): they age by days, not by rounds.
+    DELETE_EVERY_SECONDS = 3600
+
     def __init__(self):
         self._lock = threading.Lock()
         self._thread = None
         self._stop = threading.Event()
+        self._next_delete = 0.0
 
     def init_app(self, app):
         app.extensions["mail_sender"] = self
@@ -106,6 +119,9 @@ class MailSender:
             try:
                 with app.app_context():
                     self._round(app.config, worker, report)
+                    if until_idle or time.monotonic() >= self._next_delete:
+                        self._next_delete = time.monotonic() + self.DELETE_EVERY_SECONDS
+                        self._delete_old_sent(app.config, worker, report)
             except Exception as error:  # anything at all: the thread must outlive it
                 report.crashed = describe(error)
                 log.exception("mail sender failed (%s)", describe(error),
@@ -138,6 +154,18 @@ class MailSender:
             log.exception("digests not queued (%s)", describe(error),
                           extra={"event": "mail_digests_failed", "worker": worker, "error": describe(error)})
             return False
+
+    @staticmethod
+    def _delete_old_sent(config, worker, report):
+        """Delete the messages sent more than MAIL_SENT_KEEP_DAYS ago, a batch at a time."""
+        report.keep_days = config["MAIL_SENT_KEEP_DAYS"]
+        while (deleted := outbox.delete_sent_before(report.keep_days)) > 0:
+            report.deleted += deleted
+            if deleted < outbox.DELETE_BATCH:
+                break
+        if report.deleted:
+            log.info("%d sent messages older than %d days deleted", report.deleted, report.keep_days,
+                     extra={"event": "mail_sent_deleted", "deleted": report.deleted, "worker": worker})
 
     def _drain(self, connection, config, worker, report):
         """Send due messages until none is left (True) or the server cannot be reached (False)."""

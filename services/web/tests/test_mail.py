@@ -208,6 +208,35 @@ def test_flask_mail_send_until_idle_exits_1_when_a_due_message_was_not_sent(mail
                                                                    ("gone@example.org", "failed")]
 
 
+def test_sent_messages_are_deleted_after_mail_sent_keep_days_and_nothing_else_is(mail_app, smtp):
+    """A sent email holds an address and a link: it is kept MAIL_SENT_KEEP_DAYS for
+    questions about it, then deleted by a mail round; unsent ones are never deleted."""
+    with mail_app.app_context():
+        for number, recipient in enumerate(["old@example.org", "recent@example.org", "failed@example.org",
+                                            "queued@example.org"]):
+            queue(recipient, number)
+        db.session.commit()
+        send_all(mail_app)
+        assert [row.status for row in rows()] == ["sent"] * 4
+        keep = mail_app.config["MAIL_SENT_KEEP_DAYS"]
+        db.session.execute(update(OutboxMessage).values(sent_at=text(f"now() - interval '{keep} days 1 hour'")))
+        db.session.execute(update(OutboxMessage).where(OutboxMessage.recipient == "recent@example.org")
+                           .values(sent_at=text(f"now() - interval '{keep} days' + interval '1 hour'")))
+        db.session.execute(update(OutboxMessage).where(OutboxMessage.recipient == "failed@example.org")
+                           .values(status="failed"))
+        db.session.execute(update(OutboxMessage).where(OutboxMessage.recipient == "queued@example.org")
+                           .values(status="queued", next_attempt_at=text("now() + interval '1 day'")))
+        db.session.commit()
+
+    result = mail_app.test_cli_runner().invoke(args=["mail", "send", "--until-idle"])
+    assert (result.exit_code, result.output) == (0, f"Nothing was due. 1 sent message older than {keep} days deleted.\n")
+    with mail_app.app_context():
+        assert [(row.recipient, row.status) for row in rows()] == [
+            ("recent@example.org", "sent"), ("failed@example.org", "failed"), ("queued@example.org", "queued")]
+    again = mail_app.test_cli_runner().invoke(args=["mail", "send", "--until-idle"])
+    assert again.output == "Nothing was due.\n"
+
+
 def test_a_lease_shorter_than_a_slow_send_is_refused_at_start():
     with pytest.raises(ConfigurationError, match="MAIL_LEASE_SECONDS: got 60; must be at least 4 x MAIL_TIMEOUT_SECONDS"):
         load_settings("testing", MAIL_LEASE_SECONDS=60, MAIL_TIMEOUT_SECONDS=30)

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from jinja2 import TemplateNotFound
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from ..extensions import db
 from ..models import OutboxMessage
@@ -173,9 +173,26 @@ def mark_failed_attempt(delivery, error, *, permanent, retry_min_seconds, retry_
     return status
 
 
+# Sent messages deleted per statement: a round deletes batches until fewer are left.
+DELETE_BATCH = 1000
+
+
+def delete_sent_before(keep_days):
+    """Delete up to DELETE_BATCH messages sent more than `keep_days` days ago (on the
+    database's clock); commits and returns how many. Rows another sender is deleting are
+    skipped, not waited for."""
+    cutoff = leases.database_now() - dt.timedelta(days=keep_days)
+    ids = leases.lock(select(OutboxMessage.id).where(OutboxMessage.status == "sent", OutboxMessage.sent_at < cutoff)
+                      .order_by(OutboxMessage.id).limit(DELETE_BATCH))
+    if ids:
+        db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    db.session.commit()
+    return len(ids)
+
+
 def outbox_depth():
     """{status: count} of the messages not sent yet (queued, running, failed), one grouped
-    query on the status index: sent mail, years of it, is never read."""
+    query on the status index: sent mail, up to MAIL_SENT_KEEP_DAYS of it, is never read."""
     return dict(db.session.execute(
         select(OutboxMessage.status, func.count()).where(OutboxMessage.status.in_(UNSENT_STATUSES))
         .group_by(OutboxMessage.status)
