@@ -13,15 +13,20 @@ batch size 1 only). Measured in one fresh process:
   first shadow draft);
 - one shadow draft's write (batch 1) against a real batch of 8 (medians of 3): a writer claims
   a shadow draft only when no real autodoc waits, one at a time, so a real autodoc saved just
-  after that claim waits at most one such write (on top of the batch already in progress).
+  after that claim waits at most one such write (on top of the batch already in progress);
+- real autodocs (batch 1, the active model) written one after another while the candidate
+  loads in a thread of its own, as the writer loads it (writer.CandidateLoad), against the
+  same write alone: what a load costs a real autodoc now that it no longer waits the load out.
 
 Appends a "Shadow drafts" section to bench/RESULTS.md.
 """
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,7 +94,27 @@ def measure(workdir):
     result["shadow_write"], _ = _timed(lambda: candidate.write(prompts[:1]), RUNS)
     result["real_batch_8"], _ = _timed(lambda: active.write(prompts), RUNS)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    result["real_batch_1"], _ = _timed(lambda: active.write(prompts[:1]), RUNS)
+    result["during_load"] = writes_during_a_load(WriterRuntime._build, str(workdir / "candidate"),
+                                                 lambda: active.write(prompts[:1]))
     return result
+
+
+def writes_during_a_load(build, folder, write):
+    """Seconds of each `write` run back to back while the candidate in `folder` loads and
+    compiles in another thread, the load's own seconds and how many writes it saw end."""
+    loading = threading.Thread(target=build, args=(CONFIG, folder), kwargs={"batch_sizes": (1,)})
+    started = time.perf_counter()
+    loading.start()
+    writes = []
+    while loading.is_alive():
+        began = time.perf_counter()
+        write()
+        writes.append(time.perf_counter() - began)
+    loading.join()
+    return {"load_s": time.perf_counter() - started, "writes": [round(w, 2) for w in writes],
+            "median": statistics.median(writes), "max": max(writes)}
 
 
 def child(part, workdir):
@@ -116,6 +141,7 @@ def main():
 def render(setup, r):
     one, both = r["rss_active_mb"], r["rss_both_mb"]
     shadow, batch = r["shadow_write"]["median"], r["real_batch_8"]["median"]
+    single, load = r["real_batch_1"]["median"], r["during_load"]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""## Shadow drafts
 
@@ -142,8 +168,15 @@ Peak RSS of the process: {r["peak_rss_mb"]:.0f} MB.
 A writer claims a shadow draft only when no real autodoc waits and one at a time, so a real
 autodoc saved right after such a claim waits at most one shadow write ({shadow:.1f} s here, {shadow / batch:.2f}x
 a batch of 8) beyond what it would have waited anyway. Once per writer process and candidate
-that write is preceded by the candidate's load and compile ({r["candidate_load_compile_s"]:.0f} s here): the one
-longer wait, for a real autodoc saved in those seconds while no other writer process is free.
+the candidate is loaded and compiled ({r["candidate_load_compile_s"]:.0f} s here), in a thread of its own
+(writer.CandidateLoad): real autodocs go on being written meanwhile, sharing the cores with it.
+
+| real autodoc, batch 1, active model | seconds |
+|---|---|
+| alone, median of {RUNS} | {single:.2f} (runs {r["real_batch_1"]["runs"]}) |
+| while the candidate loads beside it: median, slowest of {len(load["writes"])} | {load["median"]:.2f}, {load["max"]:.2f} ({load["median"] / single:.2f}x, {load["max"] / single:.2f}x alone) |
+| the load itself, beside those writes | {load["load_s"]:.1f} |
+| before (the load in the writer's own thread): an autodoc saved as the load began waited the load + its write | {r["candidate_load_compile_s"] + single:.1f} |
 The candidate's float32 weights alone are {setup["parameters"] * 4 / 1e6:.0f} MB; the resident figure above can be
 lower when the candidate reuses heap freed after the active model's load (see the peak). The
 memory figures are robust on a busy machine; the timings and their ratio were taken on a shared 2-core machine other engineers

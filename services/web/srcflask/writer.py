@@ -27,11 +27,14 @@ The first round that goes through clears it.
 Shadow drafts (services/shadow_drafts.py) go through the same writing path with their own
 queue: a round whose claim of real autodocs finds none claims at most one draft, so a real
 autodoc saved meanwhile waits for one single-prompt write at most. The draft's candidate is
-held as a second model beside the active one (loaded after checking its files, compiled for
-batch size 1 only, on the first draft of that candidate; the active model's writer serves it
-when their files are the same) and dropped once it is no longer a candidate. Whatever goes
-wrong with a draft (a refused or unloadable candidate, an error in generate) is logged and
-settled on the draft alone: it never marks the writer failed nor touches real autodocs.
+held as a second model beside the active one (compiled for batch size 1 only; the active
+model's writer serves it when their files are the same) and dropped once it is no longer a
+candidate. It is checked and loaded in a thread of its own (CandidateLoad) when a first
+draft asks for it: that draft goes back to its queue with no attempt used, no draft is
+claimed until the load is over, and real autodocs saved meanwhile are written by the active
+model instead of waiting out the load (~24 s for GPT-2-small). Whatever goes wrong with a
+draft (a refused or unloadable candidate, an error in generate) is logged and settled on
+the draft alone: it never marks the writer failed nor touches real autodocs.
 """
 import hashlib
 import logging
@@ -87,6 +90,54 @@ class CurrentModel:
         return self.folder == str(registry.model_folder(model).resolve()) and self.files == model.files
 
 
+@dataclass
+class CandidateLoad:
+    """A candidate for shadow drafts being checked against its hashes and loaded in a thread
+    of its own. `label`, `path` and `files` are the registry row's, copied: what
+    registry.verify reads, with no database session in the thread."""
+
+    model_id: int
+    label: str
+    path: str
+    files: dict
+    folder: str  # resolved
+    thread: threading.Thread | None = None
+    writer: object = None  # the AutodocWriter, once loaded
+    refusal: str | None = None  # its files do not match their hashes
+    error: BaseException | None = None  # loading or compiling failed
+
+    @classmethod
+    def start(cls, model, build, config):
+        load = cls(model.id, model.label, model.path, dict(model.files), str(registry.model_folder(model).resolve()))
+        load.thread = threading.Thread(target=load._run, args=(build, config), name=f"candidate-load-{model.id}",
+                                       daemon=True)
+        load.thread.start()
+        return load
+
+    def _run(self, build, config):
+        try:
+            registry.verify(self)
+        except registry.ModelIntegrityError as error:
+            self.refusal = str(error)
+            return
+        try:
+            self.writer = build(config, self.folder, batch_sizes=(1,))
+        except Exception as error:  # settled on the draft that next asks for this candidate
+            self.error = error
+
+    @property
+    def over(self):
+        return not self.thread.is_alive()
+
+    def serves(self, model):
+        return (self.model_id, self.files, self.folder) == (
+            model.id, model.files, str(registry.model_folder(model).resolve()))
+
+
+# What _candidate_model answers while the draft's candidate is still loading.
+LOADING = object()
+
+
 class WriterRuntime:
     """init_app-style holder of this process's writer threads and model state."""
 
@@ -96,8 +147,10 @@ class WriterRuntime:
         self._stop = threading.Event()
         self._app = None
         self._current = None
-        # The candidate loaded for shadow drafts (a CurrentModel), None while none is.
+        # The candidate loaded for shadow drafts (a CurrentModel), None while none is; the
+        # CandidateLoad under way or over but not yet taken up, None while none is.
         self._candidate = None
+        self._candidate_load = None
         self.model_error = None
         # (label, why) while the registry's active model is refused: its files do not match
         # their hashes. The writer waits (autodocs stay queued) and checks again.
@@ -208,7 +261,7 @@ class WriterRuntime:
     def forget_model(self):
         """Drop the loaded writer so the next use loads again, as a fresh process would."""
         with self._lock:
-            self._current = self._candidate = self.refused = None
+            self._current = self._candidate = self._candidate_load = self.refused = None
 
     def run(self, app, until_idle=False):
         """Drain the queue until stopped, supervised (see the module's docstring); with
@@ -219,6 +272,7 @@ class WriterRuntime:
         config = app.config
         lower_priority(config["WRITER_NICE"])
         failed_rounds = 0
+        waited_for = None  # the candidate load an `until_idle` run last waited for
         while not self._stop.is_set():
             try:
                 pause = self._round(app, worker)
@@ -239,6 +293,11 @@ class WriterRuntime:
             if pause is None:
                 continue
             if until_idle:
+                load = self._candidate_load
+                if load is not None and load is not waited_for:  # a draft waits for it: not idle yet
+                    load.thread.join()
+                    waited_for = load
+                    continue
                 return
             if self._current is None or self.refused:  # no model to write with: new work changes nothing
                 self._stop.wait(pause)
@@ -263,6 +322,9 @@ class WriterRuntime:
         if jobs:
             self._write(app, current, jobs, worker, autodoc_queue)
             return None
+        load = self._candidate_load
+        if load is not None and not load.over:  # drafts wait for their candidate; real work does not
+            return config["WRITER_POLL_SECONDS"]
         # Nothing real to write: one shadow draft at most (batch 1), claimed only if still no
         # real autodoc waits.
         drafts = self._with_database(app, "shadow claim", shadow_drafts.claim_jobs, worker, 1,
@@ -270,25 +332,30 @@ class WriterRuntime:
         if not drafts:
             self._drop_former_candidate(app)
             return config["WRITER_POLL_SECONDS"]
-        self._write_shadow(app, current, drafts, worker)
-        return None
+        return self._write_shadow(app, current, drafts, worker)
 
     def _write_shadow(self, app, current, drafts, worker):
-        """Write the claimed shadow drafts with their candidate. Any failure stays with them
-        (logged, an attempt used): the writer and the real autodocs go on."""
+        """Write the claimed shadow drafts with their candidate, or put them back unattempted
+        while it loads (then returns the seconds to wait; None: go on at once). Any failure
+        stays with them (logged, an attempt used): the writer and the real autodocs go on."""
         try:
             candidate = self._candidate_model(app, current, drafts[0])
         except Exception as error:  # loading or compiling the candidate
             reason = self._log_shadow_failure(drafts, error, worker)
             for draft in drafts:
                 self._give_back(app, shadow_drafts, draft, reason, "release")
-            return
+            return None
+        if candidate is LOADING:
+            for draft in drafts:
+                self._with_database(app, "put back", shadow_drafts.put_back, draft)
+            return app.config["WRITER_POLL_SECONDS"]
         if candidate is None:  # refused: the drafts are settled
-            return
+            return None
         try:
             self._write(app, candidate, drafts, worker, shadow_drafts)
         except Exception as error:  # _write gave the drafts back
             self._log_shadow_failure(drafts, error, worker)
+        return None
 
     @staticmethod
     def _log_shadow_failure(drafts, error, worker):
@@ -301,9 +368,10 @@ class WriterRuntime:
 
     def _candidate_model(self, app, current, draft):
         """The CurrentModel that writes `draft`: its candidate, loaded beside the active model
-        (or the active model's writer when their files are the same); None when the
-        candidate's files do not match their hashes (the draft and the candidate's waiting
-        drafts are failed with the reason, kept on the model's row)."""
+        (or the active model's writer when their files are the same); LOADING while it loads
+        (its load started by this call if need be); None when the candidate's files do not
+        match their hashes (the draft and the candidate's waiting drafts are failed with the
+        reason, kept on the model's row). A failed load goes up."""
         checked = self._with_database(app, "candidate check", _model_row, draft.model_id)
         if checked is None:
             raise RuntimeError("the database did not answer while looking up the shadow draft's model")
@@ -314,24 +382,37 @@ class WriterRuntime:
         if model.files == current.files:  # the same weights: the same text, no second copy in memory
             return CurrentModel(current.writer, model.id, model.label, current.folder, current.files)
         with self._lock:
-            try:
-                registry.verify(model)
-            except registry.ModelIntegrityError as error:
-                log.error("writer refuses candidate %s for shadow drafts: %s", model.label, error,
-                          extra={"event": "shadow_model_refused", "model_id": model.id, "reason": str(error)})
-                self._with_database(app, "refusal", shadow_drafts.refuse_candidate, draft, str(error))
+            load = self._candidate_load
+            if load is None or not load.serves(model):
+                self._forget_candidate()  # one candidate in memory at a time, the one drafts ask for
+                self._candidate_load = CandidateLoad.start(model, self._build, app.config)
+                return LOADING
+            if not load.over:
+                return LOADING
+            self._candidate_load = None
+            if load.refusal is not None:
+                log.error("writer refuses candidate %s for shadow drafts: %s", model.label, load.refusal,
+                          extra={"event": "shadow_model_refused", "model_id": model.id, "reason": load.refusal})
+                self._with_database(app, "refusal", shadow_drafts.refuse_candidate, draft, load.refusal)
                 return None
-            folder = str(registry.model_folder(model).resolve())
-            self._forget_candidate()
-            writer = self._build(app.config, folder, batch_sizes=(1,))
+            if load.error is not None:
+                raise load.error
             log.info("writer loaded candidate %s for shadow drafts", model.label,
                      extra={"event": "shadow_model_loaded", "model_id": model.id})
-            self._candidate = CurrentModel(writer, model.id, model.label, folder, model.files)
+            self._candidate = CurrentModel(load.writer, model.id, model.label, load.folder, model.files)
             return self._candidate
 
     def _drop_former_candidate(self, app):
         """Free the candidate's memory once it is no longer a candidate (promoted, retired,
-        refused): one small query, only while one is loaded."""
+        refused): one small query, only while one is loaded. A load whose drafts were all
+        settled meanwhile (their model no longer a candidate) is let go as well."""
+        load = self._candidate_load
+        if load is not None and load.over and self._with_database(
+                app, "candidate check", shadow_drafts.is_candidate, load.model_id, give_up=True) is False:
+            with self._lock:
+                if self._candidate_load is load:
+                    self._candidate_load = None
+                    self._forget_folder(load.folder)
         candidate = self._candidate
         if candidate is None or self._with_database(app, "candidate check", shadow_drafts.is_candidate,
                                                     candidate.model_id, give_up=True) is not False:
@@ -344,11 +425,16 @@ class WriterRuntime:
 
     def _forget_candidate(self):
         candidate, self._candidate = self._candidate, None
+        if candidate is not None:
+            self._forget_folder(candidate.folder)
+
+    def _forget_folder(self, folder):
+        """Let a candidate's model go from memory, unless the active model is loaded from there."""
         current = self._current
-        if candidate is not None and (current is None or current.folder != candidate.folder):
+        if current is None or current.folder != folder:
             from .static.mlmodels.seedmlmodels.headmodel import forget_model
 
-            forget_model(candidate.folder)
+            forget_model(folder)
 
     def _with_database(self, app, what, action, *args, give_up=False):
         """Run `action(*args)` in an app context, waiting out a database outage (a restart, a

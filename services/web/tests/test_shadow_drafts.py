@@ -343,6 +343,49 @@ def test_a_failure_in_generate_stays_with_the_draft(app, writer_config, models, 
     assert runtime.failure is None and runtime.problem() is None
 
 
+@pytest.mark.slow
+def test_a_real_autodoc_saved_while_the_candidate_loads_does_not_wait_for_the_load(app, writer_config, models, people,
+                                                                                  monkeypatch):
+    """Loading a candidate (GPT-2-small: ~24 s) happens beside the writing: a document saved
+    meanwhile gets its autodoc from the active model at once, and the draft that asked for the
+    load waits for it without an attempt used."""
+    active, candidate = models
+    sponsor, editor = people
+    make_document(sponsor, editor, title="T", body="The committee reviewed the budget and")
+    loading, let_go = threading.Event(), threading.Event()
+    build = WriterRuntime._build
+
+    def slow_candidate_build(config, folder, batch_sizes=None):
+        if batch_sizes == (1,):  # the candidate's load, not the active model's
+            loading.set()
+            assert let_go.wait(120), "the test never let the candidate's load go on"
+        return build(config, folder, batch_sizes)
+
+    monkeypatch.setattr(WriterRuntime, "_build", staticmethod(slow_candidate_build))
+    runtime = WriterRuntime()
+    runtime.start(app, threads=1)
+    try:
+        wait_until(loading.is_set, 120, "the candidate's load to start")
+        make_document(sponsor, editor, title="U", body="The project started in spring and")
+
+        def newest_autodoc():
+            db.session.expire_all()
+            return db.session.scalar(select(Autodoc).order_by(Autodoc.id.desc()).limit(1))
+
+        written = wait_until(lambda: newest_autodoc().status == "done" and newest_autodoc(), 30,
+                             "the second autodoc, written while the candidate loads")
+        assert written.model_id == active.id and not let_go.is_set()
+        assert [(draft.status, draft.attempts) for draft in drafts()] == [("queued", 0), ("queued", 0)]
+
+        let_go.set()
+        wait_until(lambda: all(draft.status == "done" for draft in drafts()), 120, "both drafts written")
+        assert [(draft.attempts, draft.stamp["model_id"]) for draft in drafts()] == [(1, candidate.id)] * 2
+        assert runtime._candidate.model_id == candidate.id and runtime.failure is None
+    finally:
+        let_go.set()
+        runtime.stop()
+
+
 # --- Two writer processes under a burst of saves ---------------------------------------------
 
 @pytest.mark.slow

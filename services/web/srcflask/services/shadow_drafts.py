@@ -158,6 +158,16 @@ def fail_job(job, reason, max_attempts):
     return status or False
 
 
+def put_back(job):
+    """Give a claimed draft back as if it had not been claimed, its attempt not counted: the
+    writer claimed it before it knew the draft's candidate had first to be loaded. Commits;
+    False when this attempt had lost its claim."""
+    result = db.session.execute(_own(job).values(status="queued", attempts=ShadowDraft.attempts - 1,
+                                                 attempt_token=None, lease_expires_at=None))
+    db.session.commit()
+    return result.rowcount == 1
+
+
 def refuse_candidate(job, reason):
     """The writer found the files of `job`'s candidate changed: keep why on the model's row (no
     new drafts are queued for it, none of its drafts is claimed) and fail this draft and its
