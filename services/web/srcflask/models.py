@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
+from .leased_job import LeasedJob
 from .timestamps import Timestamp, TimestampOrNone
 
 ROLES = ("sponsor", "editor", "admin")
@@ -287,11 +288,10 @@ class ApiToken(db.Model):
 OUTBOX_STATUSES = ("queued", "running", "sent", "failed")
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(LeasedJob, db.Model):
     """One email, written in the transaction of the change that causes it and delivered
-    later by the mail sender (services/outbox.py). The claim columns (status, attempts,
-    attempt_token, worker, started_at, lease_expires_at) are the ones services/leases.py
-    works on, as the autodocs' are. `message_id` is fixed when the row is written, so every
+    later by the mail sender (services/outbox.py), claimed by its LeasedJob columns as the
+    autodocs are. `message_id` is fixed when the row is written, so every
     delivery attempt of it carries the same Message-ID and a receiver can drop a repeat."""
 
     __tablename__ = "outbox_messages"
@@ -310,14 +310,6 @@ class OutboxMessage(db.Model):
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
-    status: Mapped[str] = mapped_column(String(16), server_default="queued")
-    attempts: Mapped[int] = mapped_column(server_default="0")
-    attempt_token: Mapped[str | None] = mapped_column(String(64))
-    worker: Mapped[str | None] = mapped_column(String(200))
-    # The request that queued it (stamped by logging_setup), named on the job's log lines.
-    request_id: Mapped[str | None] = mapped_column(String(128))
-    started_at: Mapped[TimestampOrNone]
-    lease_expires_at: Mapped[TimestampOrNone]
     # Not before this: a failed attempt pushes it out (exponential backoff).
     next_attempt_at: Mapped[Timestamp]
     created_at: Mapped[Timestamp]
@@ -445,9 +437,9 @@ class TrainingSet(db.Model):
     created_by: Mapped[User | None] = relationship()
 
 
-class TrainingRun(db.Model):
-    """A fine-tuning job, queued by an admin and run by a trainer process; its claim columns
-    are the ones services/leases.py works on, as the autodocs' and the outbox's are."""
+class TrainingRun(LeasedJob, db.Model):
+    """A fine-tuning job, queued by an admin and run by a trainer process, claimed by its
+    LeasedJob columns as the autodocs and the outbox's messages are."""
 
     __tablename__ = "training_runs"
     __table_args__ = (
@@ -456,7 +448,6 @@ class TrainingRun(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), server_default="queued")
     parent_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     training_set_id: Mapped[int] = mapped_column(ForeignKey("training_sets.id"))
     settings: Mapped[dict] = mapped_column(JSON)
@@ -465,13 +456,6 @@ class TrainingRun(db.Model):
     result_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
     error: Mapped[str | None] = mapped_column(Text)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    attempts: Mapped[int] = mapped_column(server_default="0")
-    attempt_token: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[TimestampOrNone]
-    worker: Mapped[str | None] = mapped_column(String(200))
-    # The request that queued it (stamped by logging_setup), named on the job's log lines.
-    request_id: Mapped[str | None] = mapped_column(String(128))
-    started_at: Mapped[TimestampOrNone]
     queued_at: Mapped[Timestamp]
     finished_at: Mapped[TimestampOrNone]
 
@@ -487,15 +471,15 @@ SHADOW_STATUSES = ("queued", "running", "done", "failed")
 COMPARISON_WINNERS = ("candidate", "baseline", "tie")
 
 
-class ShadowDraft(db.Model):
+class ShadowDraft(LeasedJob, db.Model):
     """A second text for a saved revision, written by a candidate model while one exists
     (services/shadow_drafts.py), for editors to compare blind with the real autodoc.
 
     A table of its own rather than a kind of autodoc: a shadow draft is never the document's
     autodoc, and kept apart it cannot show up in a list, a badge, a place in the queue, a
-    notification, a review count or an export of real autodocs by a forgotten filter. Its
-    claim columns are the ones services/leases.py works on, as the autodocs' are; writers
-    claim one only when no real autodoc waits."""
+    notification, a review count or an export of real autodocs by a forgotten filter. It is
+    claimed by its LeasedJob columns as the autodocs are; writers claim one only when no
+    real autodoc waits."""
 
     __tablename__ = "shadow_drafts"
     __table_args__ = (
@@ -509,19 +493,11 @@ class ShadowDraft(db.Model):
     autodoc_id: Mapped[int] = mapped_column(ForeignKey("autodocs.id", ondelete="CASCADE"))
     # The candidate that writes (or wrote) it.
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), server_default="queued")
     prompt: Mapped[str | None] = mapped_column(Text)
     continuation: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(server_default="0")
-    attempt_token: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[TimestampOrNone]
-    worker: Mapped[str | None] = mapped_column(String(200))
-    # The request that queued it (stamped by logging_setup), named on the job's log lines.
-    request_id: Mapped[str | None] = mapped_column(String(128))
     stamp: Mapped[dict | None] = mapped_column(JSON)
     queued_at: Mapped[Timestamp]
-    started_at: Mapped[TimestampOrNone]
     finished_at: Mapped[TimestampOrNone]
 
     autodoc = relationship("Autodoc")

@@ -1,14 +1,15 @@
 """Revision and Autodoc: one row per save, and the writer's text for that save.
 
 The autodocs table is also the writer's queue: a row is a job. Its claim columns
-(attempt_token, lease_expires_at, worker, attempts) let several writer processes share
-one database with SELECT ... FOR UPDATE SKIP LOCKED and leases; a late write from a
+(srcflask/leased_job.py: attempt_token, lease_expires_at, worker, attempts) let several
+writer processes share one database with SELECT ... FOR UPDATE SKIP LOCKED and leases; a late write from a
 worker whose lease ran out is refused because its attempt token no longer matches.
 """
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ....extensions import db
+from ....leased_job import LeasedJob
 from ....timestamps import Timestamp, TimestampOrNone
 
 AUTODOC_STATUSES = ("queued", "running", "done", "failed")
@@ -40,7 +41,7 @@ class Revision(db.Model):
         return self.autodocs[0] if self.autodocs else None
 
 
-class Autodoc(db.Model):
+class Autodoc(LeasedJob, db.Model):
     """The writer's text for one revision; `generation` counts regenerate attempts."""
 
     __tablename__ = "autodocs"
@@ -60,22 +61,14 @@ class Autodoc(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"), index=True)
     generation: Mapped[int] = mapped_column(server_default="1")
-    status: Mapped[str] = mapped_column(String(16), server_default="queued")
     prompt: Mapped[str | None] = mapped_column(Text)
     continuation: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(server_default="0")
-    attempt_token: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[TimestampOrNone]
-    worker: Mapped[str | None] = mapped_column(String(200))
-    # The request that queued it (stamped by logging_setup), named on the job's log lines.
-    request_id: Mapped[str | None] = mapped_column(String(128))
     stamp: Mapped[dict | None] = mapped_column(JSON)
     # The registry's model that wrote it (set with the text, services/autodoc_queue.py); a
     # model that wrote autodocs cannot be deleted.
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"), index=True)
     queued_at: Mapped[Timestamp]
-    started_at: Mapped[TimestampOrNone]
     finished_at: Mapped[TimestampOrNone]
 
     revision: Mapped[Revision] = relationship(back_populates="autodocs")
