@@ -21,6 +21,7 @@ batch size 1 only). Measured in one fresh process:
 Appends a "Shadow drafts" section to bench/RESULTS.md.
 """
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -73,7 +74,7 @@ def measure(workdir):
     from srcflask.writer import WriterRuntime
 
     setup = json.loads((workdir / "build.json").read_text())
-    result = {"rss_before_mb": resident_mb()}
+    result = {"rss_before_mb": resident_mb(), "load_average": os.getloadavg()[0]}
     started = time.perf_counter()
     active = WriterRuntime._build(CONFIG, str(workdir / "model"))
     result["active_load_compile_s"] = time.perf_counter() - started
@@ -177,10 +178,11 @@ the candidate is loaded and compiled ({r["candidate_load_compile_s"]:.0f} s here
 | while the candidate loads beside it: median, slowest of {len(load["writes"])} | {load["median"]:.2f}, {load["max"]:.2f} ({load["median"] / single:.2f}x, {load["max"] / single:.2f}x alone) |
 | the load itself, beside those writes | {load["load_s"]:.1f} |
 | before (the load in the writer's own thread): an autodoc saved as the load began waited the load + its write | {r["candidate_load_compile_s"] + single:.1f} |
+
 The candidate's float32 weights alone are {setup["parameters"] * 4 / 1e6:.0f} MB; the resident figure above can be
 lower when the candidate reuses heap freed after the active model's load (see the peak). The
-memory figures are robust on a busy machine; the timings and their ratio were taken on a shared 2-core machine other engineers
-were using at the same time.
+memory figures are robust on a busy machine; the timings are not: the machine's 1-minute load
+average was {r["load_average"]:.1f} when the measure began ({os.cpu_count()} cores).
 """
 
 
