@@ -16,8 +16,8 @@ from ..services.pages import paginate
 from . import bp
 from . import registry_schemas as schemas
 from .auth import current_api_user, roles
+from .envelope import page_envelope
 from .errors import ApiError
-from .routes import _page
 
 READERS = ("editor", "admin")
 # Each refusal's stable code (a 409 unless said otherwise).
@@ -85,7 +85,7 @@ def _detail(model):
 @roles(*READERS)
 def list_models(args):
     """Every registered model, newest first; exactly one is `active`."""
-    return _page(paginate(registry.models_query(), args["page"]), "api.list_models")
+    return page_envelope(paginate(registry.models_query(), args["page"]), "api.list_models")
 
 
 @bp.get("/models/<id:model_id>")
@@ -129,7 +129,7 @@ def rollback_model(data, model_id):
 @roles(*READERS)
 def list_training_sets(args):
     """The training sets, newest first: what each holds (documents, pairs, tokens per side)."""
-    return _page(paginate(trainingsets.sets_query(), args["page"]), "api.list_training_sets")
+    return page_envelope(paginate(trainingsets.sets_query(), args["page"]), "api.list_training_sets")
 
 
 # --- training runs ----------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def list_training_runs(args):
     query = training.runs_query()
     if args["status"]:
         query = query.where(TrainingRun.status == args["status"])
-    return _page(paginate(query, args["page"]), "api.list_training_runs",
+    return page_envelope(paginate(query, args["page"]), "api.list_training_runs",
                  **({"status": args["status"]} if args["status"] else {}))
 
 

@@ -9,35 +9,13 @@ from .. import throttle
 from ..extensions import db
 from ..services import autodoc_queue, documents, export, reviews, users
 from ..services.pages import paginate
+from .envelope import page_envelope
 from . import api, bp, docs_bp, schemas
 from .auth import current_api_user, roles
 from .errors import ApiError
 
 ALL_ROLES = ("sponsor", "editor", "admin")
 DOCUMENT_LISTS = {"sponsor": documents.sponsor_documents, "editor": documents.editor_documents}
-
-
-def _page(pagination, endpoint, **args):
-    """A page of a list in the API's envelope, with links that keep the query's filters."""
-
-    def link(number):
-        return url_for(endpoint, **{**args, "page": number})
-
-    last = max(pagination.pages, 1)
-    return {
-        "items": pagination.items,
-        "page": pagination.page,
-        "per_page": pagination.per_page,
-        "pages": pagination.pages,
-        "total": pagination.total,
-        "links": {
-            "self": link(pagination.page),
-            "first": link(1),
-            "last": link(last),
-            "prev": link(pagination.page - 1) if pagination.page > 1 else None,
-            "next": link(pagination.page + 1) if pagination.page < last else None,
-        },
-    }
 
 
 def _refused(status, code, error, **details):
@@ -97,7 +75,7 @@ def list_documents(args):
         pagination = documents.all_documents(q, args["page"])
     else:
         pagination = DOCUMENT_LISTS[user.role](user, q, args["page"])
-    return _page(pagination, "api.list_documents", **({"q": q} if q else {}))
+    return page_envelope(pagination, "api.list_documents", **({"q": q} if q else {}))
 
 
 @bp.post("/documents")
@@ -152,7 +130,7 @@ def list_revisions(args, document_id):
     """The revisions, newest first, a page at a time (each carries its full text), each
     with its autodocs (newest attempt first)."""
     pagination = documents.document_revisions(_document(document_id), args["page"])
-    return _page(pagination, "api.list_revisions", document_id=document_id)
+    return page_envelope(pagination, "api.list_revisions", document_id=document_id)
 
 
 # --- autodocs ---------------------------------------------------------------------------------
@@ -192,7 +170,7 @@ def regenerate_autodoc(autodoc_id):
 @roles("editor")
 def review_queue(args):
     """The autodocs waiting for the editor's verdict, oldest first."""
-    return _page(reviews.review_queue(current_api_user(), args["page"]), "api.review_queue")
+    return page_envelope(reviews.review_queue(current_api_user(), args["page"]), "api.review_queue")
 
 
 @bp.post("/autodocs/<id:autodoc_id>/verdicts")
@@ -229,7 +207,7 @@ def list_users(args):
     """Every account by name, filtered by search, role and status."""
     filters = {key: args[key].strip() for key in ("q", "role", "status") if args[key].strip()}
     pagination = paginate(users.users_query(**filters), args["page"])
-    return _page(pagination, "api.list_users", **filters)
+    return page_envelope(pagination, "api.list_users", **filters)
 
 
 def _decide(user_id, action, reason=None):
