@@ -6,9 +6,12 @@ The twelve blocks' four products of GPT-2-small (768→2304, 768→768, 768→30
 column blocks as the writer runs them (autodocwriter._StepProducts), compiled with XLA and timed
 with x of ROWS rows (5 beams per document): the weights stored as the model keeps them, (in, out),
 against stored transposed, (out, in), so that each output is a dot of two contiguous rows, as in
-the tied output projection. Random weights; prints ms and the bytes of weights read per second.
+the tied output projection, and against stored in bfloat16 (half the bytes to read; the rows cast
+to bfloat16, each product back to float32), the issue's opt-in candidate. Random weights; prints
+ms and the bytes of weights read per second.
 Measured 2026-12-04 21:48 UTC on an AMD EPYC: the transposed layout was 1.31x slower at 5 rows
 (10.5 against 13.8 GB/s) and 1.23x at 40, so the writer keeps the model's own (README, "Speed").
+bfloat16: see bench/RESULTS.md, "Against the machine's floors and PyTorch".
 """
 import os
 import statistics
@@ -32,19 +35,25 @@ def main(rows_list):
         "(out, in), transposed": [[[tf.constant(part)
                                     for part in np.array_split(np.ascontiguousarray(w.T), PARTS, axis=0)]
                                    for w in layer] for layer in weights],
+        "(in, out) in bfloat16": [[[tf.constant(part, dtype=tf.bfloat16) for part in np.array_split(w, PARTS, axis=1)]
+                                   for w in layer] for layer in weights],
     }
-    megabytes = sum(a * b for a, b in SHAPES) * LAYERS * 4 / 1e6
+    parameters = sum(a * b for a, b in SHAPES) * LAYERS
+
+    def megabytes(name):
+        return parameters * (2 if "bfloat16" in name else 4) / 1e6
 
     def program(name):
         transposed = name.startswith("(out")
+        dtype = tf.bfloat16 if "bfloat16" in name else tf.float32
 
         @tf.function(jit_compile=True, autograph=False)
         def products(x768, x3072):
             sums = []
             for layer in layouts[name]:
                 for (inputs, _), parts in zip(SHAPES, layer):
-                    x = x768 if inputs == 768 else x3072
-                    sums.append(tf.reduce_sum(tf.concat([tf.matmul(x, part, transpose_b=transposed)
+                    x = tf.cast(x768 if inputs == 768 else x3072, dtype)
+                    sums.append(tf.reduce_sum(tf.concat([tf.cast(tf.matmul(x, part, transpose_b=transposed), tf.float32)
                                                          for part in parts], -1)))
             return tf.add_n(sums)
         return products
@@ -62,7 +71,7 @@ def main(rows_list):
                 products(x768, x3072).numpy()
                 walls.append(time.perf_counter() - started)
             ms = statistics.median(walls) * 1000
-            line.append(f"{name}: {ms:.1f} ms ({megabytes / ms:.1f} GB/s)")
+            line.append(f"{name}: {ms:.1f} ms ({megabytes(name) / ms:.1f} GB/s)")
         print(f"{rows} rows: " + "; ".join(line), flush=True)
 
 
