@@ -383,11 +383,13 @@ class WriterRuntime:
             return CurrentModel(current.writer, model.id, model.label, current.folder, current.files)
         with self._lock:
             load = self._candidate_load
+            if load is not None and not load.over:  # one load at a time: a draft of another candidate waits too
+                return LOADING
             if load is None or not load.serves(model):
+                if load is not None:  # loaded for drafts that were settled otherwise meanwhile
+                    self._forget_folder(load.folder)
                 self._forget_candidate()  # one candidate in memory at a time, the one drafts ask for
                 self._candidate_load = CandidateLoad.start(model, self._build, app.config)
-                return LOADING
-            if not load.over:
                 return LOADING
             self._candidate_load = None
             if load.refusal is not None:
