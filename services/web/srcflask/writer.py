@@ -87,14 +87,20 @@ class CurrentModel:
     files: dict  # {file: sha256} as registered
 
     def same_files(self, model):
-        return self.folder == str(registry.model_folder(model).resolve()) and self.files == model.files
+        return self.folder == _resolved_folder(model) and self.files == model.files
+
+
+def _resolved_folder(model):
+    return str(registry.model_folder(model).resolve())
 
 
 @dataclass
 class CandidateLoad:
     """A candidate for shadow drafts being checked against its hashes and loaded in a thread
     of its own. `label`, `path` and `files` are the registry row's, copied: what
-    registry.verify reads, with no database session in the thread."""
+    registry.verify reads, with no database session in the thread. A load that goes through
+    hands its writer to `loaded` (the runtime takes it up as its candidate at once); one that
+    does not keeps why, for the next draft that asks for this candidate."""
 
     model_id: int
     label: str
@@ -102,40 +108,36 @@ class CandidateLoad:
     files: dict
     folder: str  # resolved
     thread: threading.Thread | None = None
-    writer: object = None  # the AutodocWriter, once loaded
     refusal: str | None = None  # its files do not match their hashes
     error: BaseException | None = None  # loading or compiling failed
 
     @classmethod
-    def start(cls, model, build, config):
-        load = cls(model.id, model.label, model.path, dict(model.files), str(registry.model_folder(model).resolve()))
-        load.thread = threading.Thread(target=load._run, args=(build, config), name=f"candidate-load-{model.id}",
-                                       daemon=True)
+    def start(cls, model, build, config, loaded):
+        load = cls(model.id, model.label, model.path, dict(model.files), _resolved_folder(model))
+        load.thread = threading.Thread(target=load._run, args=(build, config, loaded),
+                                       name=f"candidate-load-{model.id}", daemon=True)
         load.thread.start()
         return load
 
-    def _run(self, build, config):
+    def _run(self, build, config, loaded):
         try:
             registry.verify(self)
         except registry.ModelIntegrityError as error:
             self.refusal = str(error)
             return
         try:
-            self.writer = build(config, self.folder, batch_sizes=(1,))
+            writer = build(config, self.folder, batch_sizes=(1,))
         except Exception as error:  # settled on the draft that next asks for this candidate
             self.error = error
+            return
+        loaded(self, writer)
 
     @property
     def over(self):
         return not self.thread.is_alive()
 
     def serves(self, model):
-        return (self.model_id, self.files, self.folder) == (
-            model.id, model.files, str(registry.model_folder(model).resolve()))
-
-
-# What _candidate_model answers while the draft's candidate is still loading.
-LOADING = object()
+        return (self.model_id, self.files, self.folder) == (model.id, model.files, _resolved_folder(model))
 
 
 class WriterRuntime:
@@ -148,9 +150,12 @@ class WriterRuntime:
         self._app = None
         self._current = None
         # The candidate loaded for shadow drafts (a CurrentModel), None while none is; the
-        # CandidateLoad under way or over but not yet taken up, None while none is.
+        # CandidateLoad under way, or over without a model (refused, failed) until a draft
+        # of that candidate is told why; None while there is none.
         self._candidate = None
         self._candidate_load = None
+        # The load the last drafts put back wait for: an `until_idle` run waits for it too.
+        self._awaited_load = None
         self.model_error = None
         # (label, why) while the registry's active model is refused: its files do not match
         # their hashes. The writer waits (autodocs stay queued) and checks again.
@@ -272,7 +277,6 @@ class WriterRuntime:
         config = app.config
         lower_priority(config["WRITER_NICE"])
         failed_rounds = 0
-        waited_for = None  # the candidate load an `until_idle` run last waited for
         while not self._stop.is_set():
             try:
                 pause = self._round(app, worker)
@@ -293,10 +297,9 @@ class WriterRuntime:
             if pause is None:
                 continue
             if until_idle:
-                load = self._candidate_load
-                if load is not None and load is not waited_for:  # a draft waits for it: not idle yet
+                load, self._awaited_load = self._awaited_load, None
+                if load is not None:  # drafts went back to wait for it: not idle yet
                     load.thread.join()
-                    waited_for = load
                     continue
                 return
             if self._current is None or self.refused:  # no model to write with: new work changes nothing
@@ -345,9 +348,10 @@ class WriterRuntime:
             for draft in drafts:
                 self._give_back(app, shadow_drafts, draft, reason, "release")
             return None
-        if candidate is LOADING:
+        if isinstance(candidate, CandidateLoad):
             for draft in drafts:
                 self._with_database(app, "put back", shadow_drafts.put_back, draft)
+            self._awaited_load = candidate
             return app.config["WRITER_POLL_SECONDS"]
         if candidate is None:  # refused: the drafts are settled
             return None
@@ -368,53 +372,51 @@ class WriterRuntime:
 
     def _candidate_model(self, app, current, draft):
         """The CurrentModel that writes `draft`: its candidate, loaded beside the active model
-        (or the active model's writer when their files are the same); LOADING while it loads
-        (its load started by this call if need be); None when the candidate's files do not
+        (or the active model's writer when their files are the same); the CandidateLoad under
+        way while it loads (started by this call if need be); None when the candidate's files do not
         match their hashes (the draft and the candidate's waiting drafts are failed with the
         reason, kept on the model's row). A failed load goes up."""
         checked = self._with_database(app, "candidate check", _model_row, draft.model_id)
         if checked is None:
             raise RuntimeError("the database did not answer while looking up the shadow draft's model")
         model, = checked
-        candidate = self._candidate
-        if candidate is not None and candidate.model_id == model.id and candidate.same_files(model):
-            return candidate
         if model.files == current.files:  # the same weights: the same text, no second copy in memory
             return CurrentModel(current.writer, model.id, model.label, current.folder, current.files)
-        with self._lock:
+        with self._lock:  # the loader takes its model up under it
+            candidate = self._candidate
+            if candidate is not None and candidate.model_id == model.id and candidate.same_files(model):
+                return candidate
             load = self._candidate_load
             if load is not None and not load.over:  # one load at a time: a draft of another candidate waits too
-                return LOADING
+                return load
             if load is None or not load.serves(model):
-                if load is not None:  # loaded for drafts that were settled otherwise meanwhile
-                    self._forget_folder(load.folder)
                 self._forget_candidate()  # one candidate in memory at a time, the one drafts ask for
-                self._candidate_load = CandidateLoad.start(model, self._build, app.config)
-                return LOADING
+                self._candidate_load = CandidateLoad.start(model, self._build, app.config, self._take_up)
+                return self._candidate_load
+            self._candidate_load = None  # over, and not taken up: refused or failed
+        if load.refusal is not None:
+            log.error("writer refuses candidate %s for shadow drafts: %s", model.label, load.refusal,
+                      extra={"event": "shadow_model_refused", "model_id": model.id, "reason": load.refusal})
+            self._with_database(app, "refusal", shadow_drafts.refuse_candidate, draft, load.refusal)
+            return None
+        raise load.error
+
+    def _take_up(self, load, writer):
+        """In the loader's thread: the candidate `load` loaded is this writer's candidate from
+        now on, unless the load was forgotten meanwhile (forget_model); then it is let go."""
+        with self._lock:
+            if self._candidate_load is not load:
+                self._forget_folder(load.folder)
+                return
             self._candidate_load = None
-            if load.refusal is not None:
-                log.error("writer refuses candidate %s for shadow drafts: %s", model.label, load.refusal,
-                          extra={"event": "shadow_model_refused", "model_id": model.id, "reason": load.refusal})
-                self._with_database(app, "refusal", shadow_drafts.refuse_candidate, draft, load.refusal)
-                return None
-            if load.error is not None:
-                raise load.error
-            log.info("writer loaded candidate %s for shadow drafts", model.label,
-                     extra={"event": "shadow_model_loaded", "model_id": model.id})
-            self._candidate = CurrentModel(load.writer, model.id, model.label, load.folder, model.files)
-            return self._candidate
+            self._forget_candidate()
+            self._candidate = CurrentModel(writer, load.model_id, load.label, load.folder, load.files)
+        log.info("writer loaded candidate %s for shadow drafts", load.label,
+                 extra={"event": "shadow_model_loaded", "model_id": load.model_id})
 
     def _drop_former_candidate(self, app):
         """Free the candidate's memory once it is no longer a candidate (promoted, retired,
-        refused): one small query, only while one is loaded. A load whose drafts were all
-        settled meanwhile (their model no longer a candidate) is let go as well."""
-        load = self._candidate_load
-        if load is not None and load.over and self._with_database(
-                app, "candidate check", shadow_drafts.is_candidate, load.model_id, give_up=True) is False:
-            with self._lock:
-                if self._candidate_load is load:
-                    self._candidate_load = None
-                    self._forget_folder(load.folder)
+        refused): one small query, only while one is loaded."""
         candidate = self._candidate
         if candidate is None or self._with_database(app, "candidate check", shadow_drafts.is_candidate,
                                                     candidate.model_id, give_up=True) is not False:

@@ -387,31 +387,29 @@ def test_a_real_autodoc_saved_while_the_candidate_loads_does_not_wait_for_the_lo
 
 
 @pytest.mark.slow
-def test_a_candidate_loaded_for_drafts_that_went_elsewhere_is_let_go_when_another_loads(
-        app, writer_config, models, people, tiny_model_dir, tmp_path):  # noqa: F811
-    """A load no draft took up (its drafts were settled meanwhile) must not stay in memory
-    beside the next candidate's: a model is ~500 MB."""
+def test_a_newer_candidates_load_lets_the_former_candidate_go(app, writer_config, models, people, tiny_model_dir,
+                                                              tmp_path):  # noqa: F811
+    """One candidate in memory at a time: a model is ~500 MB."""
     from srcflask.static.mlmodels.seedmlmodels import headmodel
-    from srcflask.writer import CandidateLoad
 
     active, candidate = models
     sponsor, editor = people
+    make_document(sponsor, editor, title="T", body="The committee reviewed the budget and")
     runtime = WriterRuntime()
-    runtime.run(app, until_idle=True)  # the active model loaded; nothing to write
-    runtime._candidate_load = left = CandidateLoad.start(candidate, WriterRuntime._build, app.config)
-    left.thread.join()
-    assert left.writer is not None and left.folder in headmodel._cache
+    runtime.run(app, until_idle=True)
+    former = runtime._candidate
+    assert former.model_id == candidate.id and former.folder in headmodel._cache
 
     newer = registry.register_folder(other_weights(tiny_model_dir, tmp_path / "newer", seed=8), kind="retrained",
                                      name="tiny", parent=candidate)
     db.session.commit()
-    make_document(sponsor, editor, title="T", body="The committee reviewed the budget and")
+    make_document(sponsor, editor, title="U", body="The project started in spring and")
     runtime.run(app, until_idle=True)
 
-    (draft,) = drafts()
-    assert (draft.model_id, draft.status, draft.attempts) == (newer.id, "done", 1)
+    assert [(draft.model_id, draft.status, draft.attempts) for draft in drafts()] == [
+        (candidate.id, "done", 1), (newer.id, "done", 1)]
     assert runtime._candidate.model_id == newer.id and runtime._candidate_load is None
-    assert left.folder not in headmodel._cache and str(registry.model_folder(active).resolve()) in headmodel._cache
+    assert former.folder not in headmodel._cache and str(registry.model_folder(active).resolve()) in headmodel._cache
 
 
 # --- Two writer processes under a burst of saves ---------------------------------------------
