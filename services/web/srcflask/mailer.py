@@ -43,14 +43,14 @@ class RoundReport:
     last_error: str | None = None  # why the last message not sent was not
     crashed: str | None = None  # the round itself failed (the database, a bug)
     deleted: int = 0  # sent messages older than MAIL_SENT_KEEP_DAYS
-    keep_days: int = 0
 
     @property
     def complete(self):
         """Everything due went out."""
         return not (self.retrying or self.given_up or self.crashed)
 
-    def summary(self):
+    def summary(self, keep_days):
+        """One line for the command's output; `keep_days` is MAIL_SENT_KEEP_DAYS."""
         if self.crashed:
             words = f"The mail round failed ({self.crashed}); {self.sent} sent before it."
         elif self.complete:
@@ -64,7 +64,7 @@ class RoundReport:
             words += "."
         if self.deleted:
             words += (f" {self.deleted} sent message{'s' if self.deleted != 1 else ''} older than "
-                      f"{self.keep_days} days deleted.")
+                      f"{keep_days} days deleted.")
         return words
 
 
@@ -158,13 +158,13 @@ class MailSender:
     @staticmethod
     def _delete_old_sent(config, worker, report):
         """Delete the messages sent more than MAIL_SENT_KEEP_DAYS ago, a batch at a time."""
-        report.keep_days = config["MAIL_SENT_KEEP_DAYS"]
-        while (deleted := outbox.delete_sent_before(report.keep_days)) > 0:
+        keep_days = config["MAIL_SENT_KEEP_DAYS"]
+        while (deleted := outbox.delete_sent_before(keep_days)) > 0:
             report.deleted += deleted
             if deleted < outbox.DELETE_BATCH:
                 break
         if report.deleted:
-            log.info("%d sent messages older than %d days deleted", report.deleted, report.keep_days,
+            log.info("%d sent messages older than %d days deleted", report.deleted, keep_days,
                      extra={"event": "mail_sent_deleted", "deleted": report.deleted, "worker": worker})
 
     def _drain(self, connection, config, worker, report):

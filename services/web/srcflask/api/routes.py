@@ -159,7 +159,8 @@ def regenerate_autodoc(autodoc_id):
     except autodoc_queue.AlreadyQueued as notice:
         raise _refused(409, "already_queued", notice) from None
     db.session.commit()
-    return documents.autodoc_state(new, current_api_user()), 202, {"Location": url_for("api.get_autodoc", autodoc_id=new.id)}
+    location = url_for("api.get_autodoc", autodoc_id=new.id)
+    return documents.autodoc_state(new, current_api_user()), 202, {"Location": location}
 
 
 # --- reviews ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def send(until_idle):
     app = current_app._get_current_object()
     if until_idle:
         report = mail_sender.run(app, until_idle=True)
-        click.echo(report.summary(), err=not report.complete)
+        click.echo(report.summary(app.config["MAIL_SENT_KEEP_DAYS"]), err=not report.complete)
         if not report.complete:
             raise SystemExit(1)
         return
